@@ -1,0 +1,88 @@
+--- Argument checks: caller mistakes raise at once, naming the function and
+-- the argument (DESIGN §2), in the wording of Lua's own luaL_argerror.
+-- @module brood.check
+local M = {}
+
+local type, math_type, floor, huge = type, math.type, math.floor, math.huge
+local format = string.format
+
+local function fail(fname, n, msg, level)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 2) + 1)
+end
+M.fail = fail
+
+--- v must be of Lua type `tname` (or nil when optional).
+function M.arg(fname, n, v, tname, optional)
+  if v == nil and optional then return v end
+  if type(v) ~= tname then
+    fail(fname, n, format("%s expected, got %s", tname,
+                          v == nil and "no value" or type(v)), 2)
+  end
+  return v
+end
+
+--- A string without NUL bytes (they cannot reach exec).
+function M.cstring(fname, n, v, what)
+  if type(v) == "number" then v = tostring(v) end
+  if type(v) ~= "string" then
+    fail(fname, n, format("%s must be a string, got %s", what, type(v)), 2)
+  end
+  if v:find("\0", 1, true) then
+    fail(fname, n, format("%s must not contain NUL bytes", what), 2)
+  end
+  return v
+end
+
+--- A whole number of milliseconds or bytes >= 0 (math.huge allowed when
+-- `allow_huge`); nil stays nil.
+function M.count(fname, n, v, what, allow_huge)
+  if v == nil then return nil end
+  if type(v) ~= "number" then
+    fail(fname, n, format("option '%s' must be a number, got %s", what,
+                          type(v)), 2)
+  end
+  if allow_huge and v == huge then return v end
+  if v ~= v or v < 0 or v == huge or floor(v) ~= v then
+    fail(fname, n, format("option '%s' must be a whole number >= 0, got %s",
+                          what, tostring(v)), 2)
+  end
+  return math_type(v) == "float" and floor(v) or v
+end
+
+local validators = {
+  string = function(v) return type(v) == "string" end,
+  number = function(v) return type(v) == "number" end,
+  boolean = function(v) return type(v) == "boolean" end,
+  table = function(v) return type(v) == "table" end,
+  ["function"] = function(v) return type(v) == "function" end,
+  integer = function(v) return math_type(v) == "integer" or
+                               (type(v) == "number" and floor(v) == v) end,
+  signal = function(v) return type(v) == "string" or type(v) == "number" end,
+  any = function() return true end,
+}
+
+--- opts must be nil or a table whose keys are all in `spec` (a map of
+-- option name to "type" or "type|type"). Returns opts or {}.
+function M.options(fname, n, opts, spec)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    fail(fname, n, format("options table expected, got %s", type(opts)), 2)
+  end
+  for k, v in pairs(opts) do
+    local want = spec[k]
+    if want == nil then
+      fail(fname, n, format("unknown option '%s'", tostring(k)), 2)
+    end
+    local ok = false
+    for t in want:gmatch("[^|]+") do
+      if validators[t](v) then ok = true break end
+    end
+    if not ok then
+      fail(fname, n, format("option '%s' must be %s, got %s", k,
+                            want:gsub("|", " or "), type(v)), 2)
+    end
+  end
+  return opts
+end
+
+return M

@@ -1,0 +1,94 @@
+--- Events in the style of Node's EventEmitter: on, once, off, emit.
+-- An "error" emitted with no listener is raised, as in Node.js, so it
+-- ends the loop unless something handles it.
+-- @module brood.emitter
+local M = {}
+
+local Emitter = {}
+Emitter.__index = Emitter
+M.Emitter = Emitter
+
+local function check_listener(name, event, fn)
+  if type(event) ~= "string" then
+    error(("bad argument #1 to '%s' (string expected, got %s)")
+          :format(name, type(event)), 3)
+  end
+  if type(fn) ~= "function" then
+    error(("bad argument #2 to '%s' (function expected, got %s)")
+          :format(name, type(fn)), 3)
+  end
+end
+
+local function add(self, event, fn, once)
+  local all = self._events
+  if all == nil then all = {}; self._events = all end
+  local list = all[event]
+  if list == nil then list = {}; all[event] = list end
+  list[#list + 1] = {fn = fn, once = once}
+  local hook = self._on_listen
+  if hook then hook(self, event) end
+  return self
+end
+
+--- Call fn(...) on every `event`.
+function Emitter:on(event, fn)
+  check_listener("on", event, fn)
+  return add(self, event, fn, false)
+end
+
+--- Call fn(...) on the next `event` only.
+function Emitter:once(event, fn)
+  check_listener("once", event, fn)
+  return add(self, event, fn, true)
+end
+
+--- Remove fn from `event` (all listeners of `event` when fn is nil).
+function Emitter:off(event, fn)
+  local list = self._events and self._events[event]
+  if list == nil then return self end
+  if fn == nil then
+    self._events[event] = nil
+    return self
+  end
+  for i = #list, 1, -1 do
+    if list[i].fn == fn then table.remove(list, i) break end
+  end
+  return self
+end
+
+function Emitter:listener_count(event)
+  local list = self._events and self._events[event]
+  return list and #list or 0
+end
+
+--- Call the listeners of `event` in order; true if there were any.
+-- Listeners added or removed meanwhile take effect from the next emit.
+function Emitter:emit(event, ...)
+  local list = self._events and self._events[event]
+  if list == nil or #list == 0 then
+    if event == "error" then error((...), 0) end
+    return false
+  end
+  local n = #list
+  local snapshot = table.move(list, 1, n, 1, {})
+  for i = 1, n do
+    local l = snapshot[i]
+    if l.once then
+      for j = 1, #list do
+        if list[j] == l then table.remove(list, j) break end
+      end
+    end
+    l.fn(...)
+  end
+  return true
+end
+
+--- Make `class` (a metatable whose __index is itself) inherit Emitter.
+function M.extend(class)
+  for k, v in pairs(Emitter) do
+    if k ~= "__index" and class[k] == nil then class[k] = v end
+  end
+  return class
+end
+
+return M

@@ -1,0 +1,403 @@
+--- Streams over brood.core stream handles (DESIGN §4): readable,
+-- writable or both ("duplex").
+--
+-- Readable side. Reading starts at once into a buffer (up to `hwm` bytes,
+-- then the pipe holds the rest: real backpressure). Data reaches, in this
+-- order of preference: a pending read(), "data" listeners (flowing mode),
+-- the buffer. EOF closes the fd at once; buffered data stays readable and
+-- "end" is emitted when it has been consumed.
+--
+-- Writable side. write() returns false once the bytes queued in the
+-- kernel-facing queue pass `hwm`; "drain" follows. A write error (EPIPE)
+-- goes to the write's callback, else to "error" listeners; with neither it
+-- is kept in `stream.error` and later writes fail with it.
+-- @module brood.stream
+local loop = require "brood.loop"
+local emitter = require "brood.emitter"
+local Error = require "brood.error"
+
+local M = {}
+
+local READ_HWM = 64 * 1024
+local WRITE_HWM = 16 * 1024
+local concat = table.concat
+local defer, await = loop.defer, loop.await
+
+local Stream = emitter.extend({__name = "brood.Stream"})
+Stream.__index = Stream
+M.Stream = Stream
+
+--- Wrap a core stream handle. readable/writable say which sides exist.
+function M.new(handle, readable, writable)
+  local self = setmetatable({
+    _h = handle,
+    readable = readable and true or false,
+    writable = writable and true or false,
+    closed = false,
+    _buf = {}, _bhead = 1, _btail = 0, _buffered = 0,
+    _eof = not readable,
+    _ended = false,
+    _flowing = false, _paused = false, _collect = false,
+    _reading = false,
+    _readers = {},       -- pending read() callers
+    _eof_waiters = {},   -- read_all() callers
+    _close_waiters = {},
+    _need_drain = false,
+    _ending = false,     -- close() called on the writable side
+    _shut = not writable,  -- write side finished
+  }, Stream)
+  if readable then self:_update_reading() end
+  return self
+end
+
+local function stream_error(self, code, syscall)
+  return Error.new({message = syscall .. " " .. code, code = code,
+                    syscall = syscall})
+end
+
+-- ----- readable side ------------------------------------------------------
+
+function Stream:_want_read()
+  if self._eof or self.closed then return false end
+  return self._flowing or #self._readers > 0 or self._collect or
+         (not self._paused and self._buffered < READ_HWM)
+end
+
+function Stream:_update_reading()
+  local want = self:_want_read()
+  if want and not self._reading then
+    self._reading = true
+    self._h:read_start(function(chunk, code) self:_on_read(chunk, code) end)
+  elseif not want and self._reading then
+    self._reading = false
+    self._h:read_stop()
+  end
+end
+
+function Stream:_push(chunk)
+  local t = self._btail + 1
+  self._btail = t
+  self._buf[t] = chunk
+  self._buffered = self._buffered + #chunk
+end
+
+function Stream:_shift()
+  local h = self._bhead
+  if h > self._btail then return nil end
+  local chunk = self._buf[h]
+  self._buf[h] = nil
+  self._bhead = h + 1
+  self._buffered = self._buffered - #chunk
+  return chunk
+end
+
+function Stream:_on_read(chunk, code)
+  if chunk ~= nil then
+    local readers = self._readers
+    if #readers > 0 then
+      table.remove(readers, 1)(chunk)
+    elseif self._flowing then
+      self:emit("data", chunk)
+    else
+      self:_push(chunk)
+    end
+    if not self.closed then self:_update_reading() end
+    return
+  end
+  -- EOF or a read error: the fd is done with either way.
+  self._eof = true
+  self._reading = false
+  if code ~= nil then
+    self.error = stream_error(self, code, "read")
+    if self:listener_count("error") > 0 then self:emit("error", self.error) end
+  end
+  local readers = self._readers
+  self._readers = {}
+  for i = 1, #readers do readers[i](nil) end
+  local waiters = self._eof_waiters
+  self._eof_waiters = {}
+  for i = 1, #waiters do waiters[i]() end
+  self:_maybe_end()
+  if self._shut then self:_close_handle() end
+end
+
+function Stream:_maybe_end()
+  if self._eof and not self._ended and self._bhead > self._btail and
+     self.readable then
+    self._ended = true
+    self:emit("end")
+  end
+end
+
+function Stream:_flow()
+  while self._flowing and not self.closed do
+    local chunk = self:_shift()
+    if chunk == nil then break end
+    self:emit("data", chunk)
+  end
+  if self._flowing then self:_maybe_end() end
+  self:_update_reading()
+end
+
+function Stream:_on_listen(event)
+  if event == "data" and not self._paused and not self._flowing then
+    self:resume()
+  end
+end
+
+--- Flowing mode: "data" events (starts by itself on the first "data"
+-- listener).
+function Stream:resume()
+  self._flowing, self._paused = true, false
+  defer(self._flow, self)
+  return self
+end
+
+--- Stop "data" events and reading: the child blocks once the pipe fills.
+function Stream:pause()
+  self._flowing, self._paused = false, true
+  if self.readable then self:_update_reading() end
+  return self
+end
+
+function Stream:is_paused()
+  return self._paused
+end
+
+--- Next chunk (a waiting operation); nil at EOF; nil, err, code after a
+-- read error.
+function Stream:read()
+  if not self.readable then
+    error("brood.Stream: read() on a stream that is not readable", 2)
+  end
+  local chunk = self:_shift()
+  if chunk ~= nil then
+    self:_update_reading()
+    self:_maybe_end()
+    return chunk
+  end
+  if not self._eof then
+    chunk = await(function(done)
+      self._readers[#self._readers + 1] = done
+      self:_update_reading()
+    end)
+    if chunk ~= nil then return chunk end
+  end
+  self:_maybe_end()
+  if self.error then return Error.fail(self.error) end
+  return nil
+end
+
+--- Everything up to EOF as one string (a waiting operation); nil, err,
+-- code after a read error.
+function Stream:read_all()
+  if not self.readable then
+    error("brood.Stream: read_all() on a stream that is not readable", 2)
+  end
+  self._collect = true
+  if not self._eof then
+    await(function(done)
+      self._eof_waiters[#self._eof_waiters + 1] = done
+      self:_update_reading()
+    end)
+  end
+  local parts = {}
+  for i = self._bhead, self._btail do parts[#parts + 1] = self._buf[i] end
+  self._buf, self._bhead, self._btail, self._buffered = {}, 1, 0, 0
+  self:_maybe_end()
+  if self.error then return Error.fail(self.error) end
+  return concat(parts)
+end
+
+--- Read everything into the buffer from now on, ignoring the high-water
+-- mark (child:wait() uses it so an unread pipe cannot block the child).
+function Stream:_drain()
+  if self.readable and not self._flowing then
+    self._collect = true
+    self:_update_reading()
+  end
+end
+
+--- Iterator over lines (without "\n"); the last line may lack one.
+function Stream:lines()
+  local pending = ""
+  return function()
+    while true do
+      local nl = pending:find("\n", 1, true)
+      if nl then
+        local line = pending:sub(1, nl - 1)
+        pending = pending:sub(nl + 1)
+        return line
+      end
+      local chunk = self:read()
+      if chunk == nil then
+        if pending ~= "" then
+          local line = pending
+          pending = ""
+          return line
+        end
+        return nil
+      end
+      pending = pending .. chunk
+    end
+  end
+end
+
+--- Send everything to `dest` (a writable), respecting its backpressure;
+-- closes dest at EOF unless opts.close == false. Returns dest.
+function Stream:pipe(dest, opts)
+  if type(dest) ~= "table" or type(dest.write) ~= "function" then
+    error("bad argument #1 to 'pipe' (writable stream expected)", 2)
+  end
+  self:on("data", function(chunk)
+    if dest:write(chunk) == false then
+      self:pause()
+      dest:once("drain", function() self:resume() end)
+    end
+  end)
+  if not (opts and opts.close == false) then
+    self:once("end", function() dest:close() end)
+  end
+  return dest
+end
+
+-- ----- writable side ------------------------------------------------------
+
+local function deliver_write_error(self, err, cb)
+  self.error = self.error or err
+  if cb then cb(err)
+  elseif self:listener_count("error") > 0 then self:emit("error", err) end
+end
+
+--- Queue data for writing: true while under the high-water mark, false
+-- above it ("drain" follows); `cb(err)` once written. Returns nil, err,
+-- code when the stream failed or ended before.
+function Stream:write(data, cb)
+  if not self.writable then
+    error("brood.Stream: write() on a stream that is not writable", 2)
+  end
+  if type(data) ~= "string" then
+    error(("bad argument #1 to 'write' (string expected, got %s)")
+          :format(type(data)), 2)
+  end
+  if cb ~= nil and type(cb) ~= "function" then
+    error(("bad argument #2 to 'write' (function expected, got %s)")
+          :format(type(cb)), 2)
+  end
+  local err = self.error
+  if err == nil and (self._ending or self.closed) then
+    err = Error.new({message = "write after end",
+                     code = "ERR_STREAM_WRITE_AFTER_END"})
+  end
+  if err ~= nil then
+    if cb then defer(cb, err) end
+    return Error.fail(err)
+  end
+  local h = self._h
+  local ok, msg, code = h:write(data, function(errcode)
+    if errcode ~= nil then
+      if errcode ~= "ECANCELED" then
+        deliver_write_error(self, stream_error(self, errcode, "write"), cb)
+        self:destroy()
+      end
+      return
+    end
+    if cb then cb(nil) end
+    if self._need_drain and not self.closed and h:write_queue_size() == 0 then
+      self._need_drain = false
+      self:emit("drain")
+    end
+  end)
+  if not ok then
+    err = Error.from_core("write", msg, code, {syscall = "write"})
+    self.error = err
+    if cb then defer(cb, err) end
+    self:destroy()
+    return Error.fail(err)
+  end
+  if h:write_queue_size() >= WRITE_HWM then
+    self._need_drain = true
+    return false
+  end
+  return true
+end
+
+--- Bytes queued and not yet handed to the kernel.
+function Stream:pending_bytes()
+  if self.closed then return 0 end
+  return self._h:write_queue_size()
+end
+
+--- Writable side: write `data` if given, flush, then send EOF ("finish");
+-- the stream closes when both sides are done. Readable only: stop
+-- reading and close now.
+function Stream:close(data, cb)
+  if type(data) == "function" and cb == nil then data, cb = nil, data end
+  if self.closed then
+    if cb then defer(cb) end
+    return self
+  end
+  if not self.writable then
+    self:destroy()
+    if cb then self:_when_closed(cb) end
+    return self
+  end
+  if data ~= nil then self:write(data) end
+  if cb then self:_when_closed(cb) end
+  if self._ending then return self end
+  self._ending = true
+  if self.closed then return self end
+  local ok = self._h:shutdown(function()
+    self._shut = true
+    self:emit("finish")
+    if self._eof then self:_close_handle() end
+  end)
+  if not ok then self:destroy() end
+  return self
+end
+
+function Stream:_when_closed(fn)
+  if self.closed then defer(fn) return end
+  self._close_waiters[#self._close_waiters + 1] = fn
+end
+
+function Stream:_close_handle()
+  if self.closed then return end
+  self.closed = true
+  self._reading = false
+  self._h:close(function()
+    local waiters = self._close_waiters
+    self._close_waiters = {}
+    self:emit("close")
+    for i = 1, #waiters do waiters[i]() end
+  end)
+  -- a read() or read_all() waiting for data gets EOF
+  if not self._eof then
+    self._eof = true
+    local readers = self._readers
+    self._readers = {}
+    for i = 1, #readers do readers[i](nil) end
+    local waiters = self._eof_waiters
+    self._eof_waiters = {}
+    for i = 1, #waiters do waiters[i]() end
+  end
+end
+
+--- Close at once: unread data and unwritten bytes are dropped.
+function Stream:destroy()
+  self._ending = true
+  self._shut = true
+  self:_close_handle()
+  return self
+end
+
+--- The OS fd under the stream (e.g. to pass it as another child's stdio).
+function Stream:fileno()
+  if self.closed then return nil end
+  return self._h:fileno()
+end
+
+function Stream:ref() if not self.closed then self._h:ref() end end
+function Stream:unref() if not self.closed then self._h:unref() end end
+
+return M

@@ -1,0 +1,97 @@
+--- Shared by every spec file: load brood from this checkout's build, and
+-- after each test prove that nothing leaked: no open brood handle, no fd
+-- more than before the test, no zombie child.
+--
+--   local H = require "spec.helper"
+--   describe("...", function() H.guard() ... end)
+local M = {}
+
+local build = os.getenv("BROOD_BUILD") or "./build"
+package.cpath = build .. "/lib/?.so;" .. package.cpath
+M.build = build
+M.host = os.getenv("BROOD_HOST") or (build .. "/brood")
+M.fixtures = "spec/fixtures"
+
+local brood = require "brood"
+local core = require "brood.core"
+M.brood, M.core = brood, core
+
+--- Run the default loop until pred() is true or ms pass; returns pred().
+function M.run_until(pred, ms)
+  local deadline = core.hrtime() + (ms or 5000) * 1e6
+  while not pred() and core.hrtime() < deadline do
+    local _, err = core.default_loop:run("nowait")
+    if err ~= nil then error(err, 0) end
+    if not pred() then
+      -- a short sleep keeps this from spinning a core while children run
+      local t = core.timer_new(core.default_loop)
+      t:start(2, 0, function() t:close() end)
+      local _, err2 = core.default_loop:run("once")
+      if err2 ~= nil then error(err2, 0) end
+    end
+  end
+  return pred()
+end
+
+local function settle()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  M.run_until(function()
+    return core.default_loop:handle_count() == 0 and #core.zombies() == 0
+  end, 3000)
+end
+
+--- Register the leak checks around each test of the enclosing describe.
+function M.guard()
+  local fds_before
+  before_each(function()
+    settle()
+    fds_before = core.fd_count()
+  end)
+  after_each(function()
+    settle()
+    local handles = core.default_loop:handle_count()
+    local zombies = core.zombies()
+    local fds = core.fd_count()
+    assert(handles == 0, ("%d brood handle(s) still open"):format(handles))
+    assert(#zombies == 0, ("zombie children: %s"):format(
+      table.concat(zombies, " ")))
+    assert(fds == fds_before, ("fd count %d after the test, %d before")
+      :format(fds, fds_before))
+  end)
+end
+
+--- Is a process alive (and not a zombie)?
+function M.alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  local state = stat:match("%) (%a)")
+  return state ~= nil and state ~= "Z"
+end
+
+--- Wait (up to ms) until pid is gone; true if it is.
+function M.gone(pid, ms)
+  return M.run_until(function() return not M.alive(pid) end, ms or 3000)
+end
+
+--- Write a throwaway file; returns its path.
+function M.tmpfile(content, mode)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(content or "")
+  f:close()
+  if mode then os.execute(("chmod %s %s"):format(mode, path)) end
+  return path
+end
+
+--- Run a Lua snippet with the brood host; returns ok, exit code, output.
+function M.host_run(code_or_file, args, opts)
+  opts = opts or {}
+  local r = brood.spawn_sync(M.host, {"-e", code_or_file, table.unpack(args or {})},
+                             {timeout = opts.timeout or 20000})
+  return r
+end
+
+return M

@@ -1,0 +1,39 @@
+/*
+** core.c: luaopen_brood_core, the only exported symbol. Builds the module
+** table from each concept's file; no logic of its own beyond the
+** process-wide signal dispositions brood relies on.
+*/
+#define _GNU_SOURCE
+#include <signal.h>
+
+#include "private.h"
+
+#if defined(__GNUC__)
+#define BROOD_EXPORT __attribute__((visibility("default")))
+#else
+#define BROOD_EXPORT
+#endif
+
+BROOD_EXPORT int luaopen_brood_core(lua_State* L);
+
+int luaopen_brood_core(lua_State* L) {
+  /* A write to a gone reader must give EPIPE, never kill the host; and a
+  ** SIGCHLD inherited as ignored would make the kernel reap our children
+  ** before we can read their status. */
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  if (sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+    signal(SIGCHLD, SIG_DFL);
+
+  lua_newtable(L);
+  brood__loop_open(L);  /* first: the default loop is finalized last */
+  brood__timer_open(L);
+  brood__signal_open(L);
+  brood__stream_open(L);
+  brood__process_open(L);
+  brood__fd_open(L);
+  brood__system_open(L);
+  lua_pushstring(L, uv_version_string());
+  lua_setfield(L, -2, "uv_version");
+  return 1;
+}

@@ -1,0 +1,74 @@
+/*
+** fd.c: raw file descriptors for stdio plumbing. Every fd made here is
+** close-on-exec: a child gets only the fds its stdio names (process.c).
+*/
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "private.h"
+
+/* core.pipe() -> read_fd, write_fd | nil, msg, code */
+static int fd_pipe(lua_State* L) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return brood__push_error(L, -errno);
+  lua_pushinteger(L, fds[0]);
+  lua_pushinteger(L, fds[1]);
+  return 2;
+}
+
+/* core.socketpair() -> fd, fd | nil, msg, code (for "duplex" and "ipc") */
+static int fd_socketpair(lua_State* L) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    return brood__push_error(L, -errno);
+  lua_pushinteger(L, fds[0]);
+  lua_pushinteger(L, fds[1]);
+  return 2;
+}
+
+/* core.close_fd(fd) -> true | nil, msg, code */
+static int fd_close(lua_State* L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 1, "invalid fd");
+  if (close((int)fd) != 0 && errno != EINTR) return brood__push_error(L, -errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.file_fd(file) -> fd of a Lua file handle (raises if closed) */
+static int fd_file_fd(lua_State* L) {
+  luaL_Stream* p = (luaL_Stream*)luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  if (p->closef == NULL) return luaL_argerror(L, 1, "closed file");
+  lua_pushinteger(L, fileno(p->f));
+  return 1;
+}
+
+/* core.fd_count() -> open fds of this process (leak checks in specs) */
+static int fd_count(lua_State* L) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == NULL) return brood__push_error(L, -errno);
+  lua_Integer n = 0;
+  struct dirent* e;
+  while ((e = readdir(dir)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(dir);
+  lua_pushinteger(L, n - 1);  /* not the directory's own fd */
+  return 1;
+}
+
+void brood__fd_open(lua_State* L) {
+  static const luaL_Reg funcs[] = {
+    {"pipe", fd_pipe},
+    {"socketpair", fd_socketpair},
+    {"close_fd", fd_close},
+    {"file_fd", fd_file_fd},
+    {"fd_count", fd_count},
+    {NULL, NULL}
+  };
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,242 @@
+/*
+** main.c: the `brood` host. Like lua.c it embeds Lua 5.4 and runs a
+** script with `arg` set the same way; then it runs the loop until nothing
+** referenced is left. brood.core is linked in and preloaded.
+**
+**   brood [-e stat] [-l mod] [-v] [script [args]]
+**
+** An uncaught error prints its traceback to stderr and exits 1. SIGINT and
+** SIGTERM without a script handler signal the cleanup children first.
+*/
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "../private.h"
+
+#define BROOD_VERSION "0.1.0"
+
+int luaopen_brood_core(lua_State* L);
+
+static const char* progname = "brood";
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: %s [options] [script [args]]\n"
+          "Available options are:\n"
+          "  -e stat   execute string 'stat'\n"
+          "  -l mod    require library 'mod' into global 'mod'\n"
+          "  -v        show version information\n"
+          "  --        stop handling options\n"
+          "  -         run stdin as the script\n",
+          progname);
+}
+
+static int msghandler(lua_State* L) {
+  const char* msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;  /* an error object with its own text */
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  if (strstr(msg, "\nstack traceback:") != NULL) {
+    lua_pushstring(L, msg);  /* raised again from the loop: traced already */
+    return 1;
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static int report(lua_State* L, int status) {
+  if (status != LUA_OK) {
+    const char* msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s: %s\n", progname, msg != NULL ? msg : "(error)");
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+static int docall(lua_State* L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, narg, nres, base);
+  lua_remove(L, base);
+  return status;
+}
+
+/* Fatal signals: children started with `cleanup` go first. */
+static void on_fatal_signal(int sig) {
+  brood__process_kill_cleanup();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* Look for Lua modules beside the executable too: <prefix>/bin/brood
+** finds <prefix>/share/lua/5.4, and build/brood in a checkout finds lua/. */
+static void add_module_paths(lua_State* L) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return;
+  exe[n] = '\0';
+  char* slash = strrchr(exe, '/');
+  if (slash == NULL) return;
+  *slash = '\0';
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L,
+                  "%s;%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;"
+                  "%s/../lua/?.lua;%s/../lua/?/init.lua",
+                  lua_tostring(L, -1), exe, exe, exe, exe);
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+}
+
+/* arg as lua.c builds it: arg[0] the script, negative indices the
+** interpreter and its options, positive ones the script's arguments. */
+static void create_arg_table(lua_State* L, char** argv, int argc,
+                             int script) {
+  lua_createtable(L, argc - script - 1, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int run_loop_if_used(lua_State* L) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "brood");
+  lua_remove(L, -2);
+  lua_remove(L, -2);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_OK;
+  }
+  lua_getfield(L, -1, "run");
+  lua_remove(L, -2);
+  return report(L, docall(L, 0, 0));
+}
+
+typedef struct {
+  int argc;
+  char** argv;
+  int status;
+} host_args_t;
+
+static int pmain(lua_State* L) {
+  host_args_t* h = (host_args_t*)lua_touserdata(L, 1);
+  int argc = h->argc, script = 0, i;
+  char** argv = h->argv;
+  h->status = 1;
+  luaL_checkversion(L);
+  luaL_openlibs(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_brood_core);
+  lua_setfield(L, -2, "brood.core");
+  lua_pop(L, 1);
+  add_module_paths(L);
+
+  /* First pass: find where the script starts and check the options. */
+  for (i = 1; i < argc; i++) {
+    const char* a = argv[i];
+    if (a[0] != '-' || strcmp(a, "-") == 0) {
+      script = i;
+      break;
+    }
+    if (strcmp(a, "--") == 0) {
+      script = i + 1 < argc ? i + 1 : 0;
+      break;
+    }
+    if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
+      if (++i >= argc) {
+        usage();
+        return 0;
+      }
+    } else if (strcmp(a, "-v") != 0) {
+      fprintf(stderr, "%s: unrecognized option '%s'\n", progname, a);
+      usage();
+      return 0;
+    }
+  }
+  create_arg_table(L, argv, argc, script > 0 ? script : argc - 1);
+
+  /* Second pass: run the options in order, as lua.c does. */
+  int ran_something = 0;
+  int last = script > 0 ? script : argc;
+  for (i = 1; i < last; i++) {
+    const char* a = argv[i];
+    if (strcmp(a, "--") == 0) break;
+    if (strcmp(a, "-v") == 0) {
+      printf("brood %s (%s, libuv %s)\n", BROOD_VERSION, LUA_RELEASE,
+             uv_version_string());
+      fflush(stdout);
+      ran_something = 1;
+    } else if (strcmp(a, "-e") == 0) {
+      const char* chunk = argv[++i];
+      ran_something = 1;
+      if (report(L, luaL_loadbuffer(L, chunk, strlen(chunk), "=(command line)"))
+          != LUA_OK || report(L, docall(L, 0, 0)) != LUA_OK)
+        return 0;
+    } else if (strcmp(a, "-l") == 0) {
+      const char* mod = argv[++i];
+      lua_getglobal(L, "require");
+      lua_pushstring(L, mod);
+      if (report(L, docall(L, 1, 1)) != LUA_OK) return 0;
+      lua_setglobal(L, mod);
+    }
+  }
+
+  if (script > 0) {
+    const char* fname = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
+    if (report(L, luaL_loadfile(L, fname)) != LUA_OK) return 0;
+    int nargs = argc - script - 1;
+    luaL_checkstack(L, nargs, "too many arguments to script");
+    for (i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+    if (report(L, docall(L, nargs, 0)) != LUA_OK) return 0;
+  } else if (!ran_something) {
+    if (isatty(STDIN_FILENO)) {
+      usage();
+      return 0;
+    }
+    if (report(L, luaL_loadfile(L, NULL)) != LUA_OK ||
+        report(L, docall(L, 0, 0)) != LUA_OK)
+      return 0;
+  }
+  if (run_loop_if_used(L) != LUA_OK) return 0;
+  h->status = 0;
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argv[0] != NULL && argv[0][0] != '\0') progname = argv[0];
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_fatal_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+
+  lua_State* L = luaL_newstate();
+  if (L == NULL) {
+    fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
+    return 1;
+  }
+  host_args_t h = {argc, argv, 1};
+  lua_pushcfunction(L, pmain);
+  lua_pushlightuserdata(L, &h);
+  int status = lua_pcall(L, 1, 0, 0);
+  report(L, status);
+  lua_close(L);  /* finalizers signal cleanup children, close handles */
+  return (status == LUA_OK && h.status == 0) ? EXIT_SUCCESS : EXIT_FAILURE;
+}

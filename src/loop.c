@@ -1,0 +1,250 @@
+/*
+** loop.c: running a libuv loop from Lua.
+**
+** Every Lua callback runs through brood__call: under a message handler
+** that appends a traceback, on the thread that called loop:run(). The
+** first error a callback raises is kept and the loop stopped; run() then
+** returns it, and the Lua layer raises it again (lua.c's scheme, so the
+** library itself never prints or exits).
+**
+** A loop also carries the "tick": a prepare handle that calls one Lua
+** function right before each poll while work is deferred, with an idle
+** handle that keeps that poll from blocking meanwhile.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "private.h"
+
+typedef struct { brood_loop_t* loop; } loop_box_t;
+
+brood_loop_t* brood__check_loop(lua_State* L, int idx) {
+  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, idx, BROOD_LOOP_MT);
+  if (box->loop == NULL) luaL_error(L, "attempt to use a closed brood.loop");
+  return box->loop;
+}
+
+static int msghandler(lua_State* L) {
+  if (lua_type(L, 1) == LUA_TSTRING)
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  else
+    lua_settop(L, 1);  /* error objects travel unchanged */
+  return 1;
+}
+
+/* [-(nargs+1), +0] Call the function below nargs arguments on loop->L.
+** Returns 1 if it ran without error; else keeps the first error, stops
+** the loop and returns 0. */
+int brood__call(brood_loop_t* loop, int nargs) {
+  lua_State* L = loop->L;
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, 0, base);
+  lua_remove(L, base);
+  if (status == LUA_OK) return 1;
+  if (loop->error_ref == LUA_NOREF)
+    loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
+  uv_stop(&loop->uv);
+  return 0;
+}
+
+static void tick_prepare_cb(uv_prepare_t* prepare) {
+  brood_loop_t* loop = (brood_loop_t*)prepare->data;
+  if (brood__push_ref(loop, loop->tick_ref)) brood__call(loop, 0);
+}
+
+static void tick_idle_cb(uv_idle_t* idle) {
+  (void)idle;  /* exists only to make the poll non-blocking */
+}
+
+/* [-0, +1] Push a new loop userdata (the main thread is taken from L). */
+static brood_loop_t* loop_push_new(lua_State* L) {
+  loop_box_t* box = (loop_box_t*)lua_newuserdatauv(L, sizeof(*box), 0);
+  box->loop = NULL;
+  luaL_setmetatable(L, BROOD_LOOP_MT);
+  brood_loop_t* loop = (brood_loop_t*)calloc(1, sizeof(*loop));
+  if (loop == NULL) luaL_error(L, "brood: out of memory");
+  int err = uv_loop_init(&loop->uv);
+  if (err != 0) {
+    free(loop);
+    luaL_error(L, "brood: cannot create a loop: %s", uv_strerror(err));
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  loop->main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  loop->error_ref = loop->tick_ref = LUA_NOREF;
+  uv_prepare_init(&loop->uv, &loop->tick_prepare);
+  loop->tick_prepare.data = loop;
+  uv_unref((uv_handle_t*)&loop->tick_prepare);
+  uv_idle_init(&loop->uv, &loop->tick_idle);
+  loop->tick_idle.data = loop;
+  loop->uv.data = loop;
+  box->loop = loop;
+  return loop;
+}
+
+static void walk_close_cb(uv_handle_t* uv, void* arg) {
+  brood_loop_t* loop = (brood_loop_t*)arg;
+  if (uv_is_closing(uv)) return;
+  if (uv == (uv_handle_t*)&loop->tick_prepare ||
+      uv == (uv_handle_t*)&loop->tick_idle) {
+    uv_close(uv, NULL);
+    return;
+  }
+  brood__handle_close((brood_handle_t*)uv->data);
+}
+
+/* Close every handle, let the close callbacks run, close the loop and
+** free it. With torn_down set no Lua is touched (lua_close). */
+static void loop_teardown(brood_loop_t* loop) {
+  loop->closing = 1;
+  loop->L = NULL;
+  brood__process_teardown(loop);
+  uv_walk(&loop->uv, walk_close_cb, loop);
+  while (uv_loop_close(&loop->uv) == UV_EBUSY)
+    uv_run(&loop->uv, UV_RUN_NOWAIT);
+  if (!loop->torn_down) {
+    brood__unref(loop->main, &loop->error_ref);
+    brood__unref(loop->main, &loop->tick_ref);
+  }
+  free(loop);
+}
+
+static int loop_gc(lua_State* L) {
+  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
+  if (box->loop == NULL) return 0;
+  box->loop->torn_down = 1;
+  loop_teardown(box->loop);
+  box->loop = NULL;
+  return 0;
+}
+
+/* loop:close(): close every handle on a private loop and the loop. */
+static int loop_close(lua_State* L) {
+  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
+  if (box->loop == NULL) return 0;
+  if (box->loop->L != NULL) luaL_error(L, "brood: cannot close a running loop");
+  loop_teardown(box->loop);
+  box->loop = NULL;
+  return 0;
+}
+
+/* loop:run([mode]) -> alive, err: runs "default", "once" or "nowait".
+** err is the first error a callback raised (the loop stopped for it). */
+static int loop_run(lua_State* L) {
+  static const char* const modes[] = {"default", "once", "nowait", NULL};
+  static const uv_run_mode uv_modes[] = {
+    UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT
+  };
+  brood_loop_t* loop = brood__check_loop(L, 1);
+  int mode = luaL_checkoption(L, 2, "default", modes);
+  if (loop->L != NULL)
+    return luaL_error(L, "brood: the loop is already running");
+  loop->L = L;
+  int alive = uv_run(&loop->uv, uv_modes[mode]);
+  loop->L = NULL;
+  lua_pushboolean(L, alive);
+  if (loop->error_ref == LUA_NOREF) return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->error_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
+  loop->error_ref = LUA_NOREF;
+  return 2;
+}
+
+static int loop_stop(lua_State* L) {
+  uv_stop(&brood__check_loop(L, 1)->uv);
+  return 0;
+}
+
+static int loop_running(lua_State* L) {
+  lua_pushboolean(L, brood__check_loop(L, 1)->L != NULL);
+  return 1;
+}
+
+static int loop_alive(lua_State* L) {
+  lua_pushboolean(L, uv_loop_alive(&brood__check_loop(L, 1)->uv));
+  return 1;
+}
+
+/* Loop time in ms, as libuv caches it at the start of each iteration. */
+static int loop_now(lua_State* L) {
+  lua_pushinteger(L, (lua_Integer)uv_now(&brood__check_loop(L, 1)->uv));
+  return 1;
+}
+
+static int loop_update_time(lua_State* L) {
+  uv_update_time(&brood__check_loop(L, 1)->uv);
+  return 0;
+}
+
+/* Open brood handles on this loop: leak checks in the specs use it. */
+static int loop_handle_count(lua_State* L) {
+  lua_pushinteger(L, brood__check_loop(L, 1)->handles);
+  return 1;
+}
+
+/* loop:set_tick(fn): fn runs before each poll while the tick is on. */
+static int loop_set_tick(lua_State* L) {
+  brood_loop_t* loop = brood__check_loop(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  brood__set_ref(L, 2, &loop->tick_ref);
+  return 0;
+}
+
+/* loop:tick(on): deferred work pending (true) or done (false). */
+static int loop_tick(lua_State* L) {
+  brood_loop_t* loop = brood__check_loop(L, 1);
+  if (lua_toboolean(L, 2)) {
+    uv_prepare_start(&loop->tick_prepare, tick_prepare_cb);
+    uv_idle_start(&loop->tick_idle, tick_idle_cb);
+  } else {
+    uv_prepare_stop(&loop->tick_prepare);
+    uv_idle_stop(&loop->tick_idle);
+  }
+  return 0;
+}
+
+static int loop_tostring(lua_State* L) {
+  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
+  lua_pushfstring(L, "brood.loop (%p)", (void*)box->loop);
+  return 1;
+}
+
+/* core.loop_new() -> a private loop (the *_sync calls run on one). */
+static int loop_new(lua_State* L) {
+  loop_push_new(L);
+  return 1;
+}
+
+void brood__loop_open(lua_State* L) {
+  static const luaL_Reg methods[] = {
+    {"run", loop_run},
+    {"stop", loop_stop},
+    {"close", loop_close},
+    {"running", loop_running},
+    {"alive", loop_alive},
+    {"now", loop_now},
+    {"update_time", loop_update_time},
+    {"handle_count", loop_handle_count},
+    {"set_tick", loop_set_tick},
+    {"tick", loop_tick},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, BROOD_LOOP_MT);
+  lua_pushcfunction(L, loop_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, loop_tostring);
+  lua_setfield(L, -2, "__tostring");
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  /* The default loop is created before any handle, so lua_close runs its
+  ** finalizer after theirs (finalizers run in reverse order of marking). */
+  loop_push_new(L);
+  lua_setfield(L, -2, "default_loop");
+  lua_pushcfunction(L, loop_new);
+  lua_setfield(L, -2, "loop_new");
+}
