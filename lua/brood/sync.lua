@@ -1,0 +1,218 @@
+--- spawn_sync, exec_sync, exec_file_sync (DESIGN §5).
+-- Each call runs its child on a private loop of its own: while it waits no
+-- timer, signal handler or other callback of the script runs, and it works
+-- the same inside callbacks, tasks and at the top level. The policy (limits,
+-- timeouts, errors) is exec's.
+-- @module brood.sync
+local core = require "brood.core"
+local process = require "brood.process"
+local exec = require "brood.exec"
+local Error = require "brood.error"
+local check = require "brood.check"
+
+local M = {}
+local concat = table.concat
+
+-- Signal the child's whole tree (as child:kill(sig, {tree = true})).
+local function kill_tree(proc, pid, leads_group, num)
+  if leads_group then return proc:kill_group(num) end
+  local pids = core.descendants(pid)
+  local ok = proc:kill(num)
+  for _, p in ipairs(pids) do core.kill(p, num) end
+  return ok
+end
+
+-- Run file/args to completion on a private loop. Returns the run record
+-- (as exec.result_error reads it) or nil, err, code for a launch failure.
+local function run(fname, n, file, args, opts, shell)
+  local own, spawn_opts = exec.split_options(fname, n, opts)
+  if shell and not spawn_opts.shell then spawn_opts.shell = true end
+  local merged_r, merged_w
+  if own.merge_stderr then
+    local r, w, code = core.pipe()
+    if not r then return Error.fail(Error.from_core(fname, w, code)) end
+    merged_r, merged_w = r, w
+    spawn_opts.stdio = {"pipe", w, w}
+  end
+  local spec, policy = process.prepare(fname, file, args, spawn_opts, n)
+  local lp = core.loop_new()
+  local rec = {pid = nil}
+  local exited, killed = false, false
+  local pending = 0
+  local handles, timers = {}, {}
+
+  local function close_timers()
+    for k, t in pairs(timers) do
+      if not t:is_closed() then t:close() end
+      timers[k] = nil
+    end
+  end
+
+  local proc, pid, parent = process.launch(fname, n, lp, spec, policy,
+    function(code, signum, maxrss_kb, utime, stime, duration)
+      exited = true
+      rec.code = code
+      rec.signal = signum and (core.signame(signum) or signum) or nil
+      rec.rusage = {maxrss_kb = maxrss_kb, utime = utime, stime = stime}
+      rec.duration = duration
+      if pending == 0 then
+        close_timers()
+      elseif killed then
+        -- a grandchild may hold the pipes open: stop reading soon
+        local t = core.timer_new(lp)
+        t:start(exec.DRAIN_AFTER_KILL_MS, 0, function()
+          t:close()
+          for _, h in ipairs(handles) do
+            if not h:is_closed() then h:close() end
+          end
+          close_timers()
+        end)
+      end
+    end)
+  if merged_w then core.close_fd(merged_w) end
+  if not proc then
+    if merged_r then core.close_fd(merged_r) end
+    lp:close()
+    return nil, pid, parent
+  end
+  rec.pid = pid
+
+  local function start_timer(name, ms, fn)
+    local t = core.timer_new(lp)
+    t:start(ms, 0, function()
+      t:close()
+      timers[name] = nil
+      fn()
+    end)
+    timers[name] = t
+  end
+
+  local function terminate()
+    if exited then return end
+    killed = true
+    rec.killed = kill_tree(proc, pid, spec.detached or spec.group,
+                           own.kill_signal) or rec.killed
+    if own.force_kill_after and not timers.force then
+      start_timer("force", own.force_kill_after, function()
+        kill_tree(proc, pid, spec.detached or spec.group, 9)
+      end)
+    end
+  end
+
+  local function arm_idle()
+    if own.idle_timeout then
+      if timers.idle then timers.idle:close() end
+      start_timer("idle", own.idle_timeout, function()
+        rec.timed_out, rec.idle = own.idle_timeout, true
+        terminate()
+      end)
+    end
+  end
+
+  local outputs = {}
+  local function collect(h, name)
+    local parts, size = {}, 0
+    outputs[name] = parts
+    pending = pending + 1
+    handles[#handles + 1] = h
+    h:read_start(function(chunk)
+      if chunk == nil then
+        h:close()
+        pending = pending - 1
+        if pending == 0 and exited then close_timers() end
+        return
+      end
+      arm_idle()
+      if rec.overflow then return end
+      if size + #chunk > own.max_buffer then
+        local room = own.max_buffer - size
+        if room > 0 then parts[#parts + 1] = chunk:sub(1, room) end
+        size = own.max_buffer
+        rec.overflow = name
+        terminate()
+        return
+      end
+      size = size + #chunk
+      parts[#parts + 1] = chunk
+    end)
+  end
+
+  for i, p in pairs(parent) do
+    if p then
+      local h = assert(core.pipe_open(lp, p.fd))
+      if p.readable then
+        collect(h, i == 2 and "stdout" or i == 3 and "stderr" or ("fd" .. i))
+      elseif own.input ~= nil and i == 1 then
+        h:write(own.input, function() end)  -- EPIPE: the child did not read
+        h:shutdown(function() h:close() end)
+      else
+        h:close()  -- EOF at once: nobody else can write to it
+      end
+    end
+  end
+  if merged_r then collect(assert(core.pipe_open(lp, merged_r)), "stdout") end
+  if own.timeout then
+    start_timer("timeout", own.timeout, function()
+      rec.timed_out = own.timeout
+      terminate()
+    end)
+  end
+  arm_idle()
+
+  local _, err = lp:run("default")
+  close_timers()
+  lp:close()
+  if err ~= nil then error(err, 0) end
+  rec.stdout = outputs.stdout and concat(outputs.stdout) or nil
+  rec.stderr = outputs.stderr and concat(outputs.stderr) or nil
+  return rec
+end
+
+--- brood.spawn_sync(file, args?, opts?) -> {pid, stdout, stderr, status,
+-- signal, error, duration, rusage}. It does not raise for operational
+-- failures: they are in `error` (ENOENT, ETIMEDOUT, max_buffer).
+function M.spawn_sync(file, args, opts)
+  local a, o = process.split_args("spawn_sync", args, opts)
+  local rec, err = run("spawn_sync", 3, file, a, o, false)
+  if not rec then
+    return {pid = 0, status = nil, signal = nil, error = err}
+  end
+  local e
+  if rec.overflow or rec.timed_out then
+    rec.cmd = file
+    e = exec.result_error(rec)
+  end
+  return {pid = rec.pid, stdout = rec.stdout, stderr = rec.stderr,
+          status = rec.code, signal = rec.signal, error = e,
+          duration = rec.duration, rusage = rec.rusage}
+end
+
+local function finish(rec, err, code, cmd)
+  if not rec then
+    err.cmd = cmd
+    return nil, err, code
+  end
+  rec.cmd = cmd
+  rec.stdout, rec.stderr = rec.stdout or "", rec.stderr or ""
+  local e = exec.result_error(rec)
+  if e then return Error.fail(e) end
+  return rec.stdout
+end
+
+--- brood.exec_sync(command, opts?) -> stdout | nil, err, code
+function M.exec_sync(command, opts)
+  command = check.cstring("exec_sync", 1, command, "command")
+  local rec, err, code = run("exec_sync", 2, command, {}, opts, true)
+  return finish(rec, err, code, command)
+end
+
+--- brood.exec_file_sync(file, args?, opts?) -> stdout | nil, err, code
+function M.exec_file_sync(file, args, opts)
+  local a, o = process.split_args("exec_file_sync", args, opts)
+  file = check.cstring("exec_file_sync", 1, file, "file")
+  local rec, err, code = run("exec_file_sync", 3, file, a, o, false)
+  local cmd = #a > 0 and (file .. " " .. concat(a, " ")) or file
+  return finish(rec, err, code, cmd)
+end
+
+return M
