@@ -16,6 +16,17 @@ local brood = require "brood"
 local core = require "brood.core"
 M.brood, M.core = brood, core
 
+-- libuv reserves one fd per loop (its EMFILE fallback, /dev/null) when
+-- the loop's first stream opens, and keeps it: open one now, so that a
+-- spec's first stream does not look like a leaked fd.
+do
+  local r, w = assert(core.pipe())
+  local h = assert(core.pipe_open(core.default_loop, r))
+  h:close()
+  core.close_fd(w)
+  core.default_loop:run("nowait")
+end
+
 --- Run the default loop until pred() is true or ms pass; returns pred().
 function M.run_until(pred, ms)
   local deadline = core.hrtime() + (ms or 5000) * 1e6
@@ -43,6 +54,10 @@ end
 
 --- Register the leak checks around each test of the enclosing describe.
 function M.guard()
+  -- busted gives spec files, not required modules, its functions as
+  -- globals; its module table reaches them from here.
+  local busted = require "busted"
+  local before_each, after_each = busted.before_each, busted.after_each
   local fds_before
   before_each(function()
     settle()
