@@ -114,7 +114,101 @@ local function exec_file_args(a, b, c)
   return args, opts, cb
 end
 
--- Run a spawned command to completion, collecting its output.
+-- ----- one run's policy: shared by exec and the sync variants ----------
+
+--- The policy of one run: output collection up to max_buffer, timeout,
+-- idle_timeout, kill escalation. `lp` is the core loop its timers run on;
+-- `kill(sig)` signals the child's tree. The caller sets `exited` and reads
+-- `rec` (code, signal, killed, timed_out, idle, overflow) at the end.
+local Run = {}
+Run.__index = Run
+
+function M.new_run(own, lp, kill)
+  return setmetatable({own = own, lp = lp, kill = kill, exited = false,
+                       timers = {}, parts = {}, rec = {}}, Run)
+end
+
+function Run:start_timer(name, ms, fn)
+  local t = core.timer_new(self.lp)
+  t:unref()  -- the child and its pipes keep the loop alive, not these
+  t:start(ms, 0, function()
+    t:close()
+    self.timers[name] = nil
+    fn()
+  end)
+  self.timers[name] = t
+end
+
+function Run:stop_timers()
+  for name, t in pairs(self.timers) do
+    if not t:is_closed() then t:close() end
+    self.timers[name] = nil
+  end
+end
+
+--- kill_signal to the tree; SIGKILL force_kill_after ms later.
+function Run:terminate()
+  if self.exited then return end
+  if self.kill(self.own.kill_signal) then self.rec.killed = true end
+  local after = self.own.force_kill_after
+  if after and not self.timers.force then
+    self:start_timer("force", after, function() self.kill(9) end)
+  end
+end
+
+function Run:arm_idle()
+  local ms = self.own.idle_timeout
+  if not ms then return end
+  local t = self.timers.idle
+  if t then t:close() end
+  self:start_timer("idle", ms, function()
+    self.rec.timed_out, self.rec.idle = ms, true
+    self:terminate()
+  end)
+end
+
+--- Start the clocks: timeout and idle_timeout.
+function Run:start()
+  local ms = self.own.timeout
+  if ms then
+    self:start_timer("timeout", ms, function()
+      self.rec.timed_out = ms
+      self:terminate()
+    end)
+  end
+  self:arm_idle()
+end
+
+--- A data handler collecting stream `name` up to max_buffer: past it the
+-- output is cut to exactly max_buffer bytes and the child is terminated.
+function Run:collector(name)
+  local parts, size, max = {}, 0, self.own.max_buffer
+  self.parts[name] = parts
+  return function(chunk)
+    self:arm_idle()
+    if self.rec.overflow then return end  -- past the limit: discard
+    if size + #chunk > max then
+      local room = max - size
+      if room > 0 then parts[#parts + 1] = chunk:sub(1, room) end
+      size = max
+      self.rec.overflow = name
+      self:terminate()
+      return
+    end
+    size = size + #chunk
+    parts[#parts + 1] = chunk
+  end
+end
+
+--- What stream `name` collected (nil if it was not collected).
+function Run:output(name)
+  local parts = self.parts[name]
+  return parts and concat(parts) or nil
+end
+
+-- ----- exec on the default loop -------------------------------------------
+
+-- Launch for exec/exec_file, then collect.
 local function run(fname, file, args, own, spawn_opts, cmd, cb)
   -- Without input and without a callback nobody can ever write to the
   -- child's stdin: give it EOF at once rather than a pipe left open.
@@ -132,111 +226,54 @@ local function run(fname, file, args, own, spawn_opts, cmd, cb)
     core.close_fd(w)
     if not child then
       core.close_fd(r)
-      err.cmd = cmd
-      if cb then defer(cb, err, "", "") end
-      return nil, err, code2
+      return M._launch_failed(err, code2, cmd, cb)
     end
-    return M._collect(fname, child, own, cmd, cb, r)
+    return M._collect(child, own, cmd, cb, r)
   end
   if spawn_opts.stdio == nil then spawn_opts.stdio = {stdin, "pipe", "pipe"} end
   local child, err, code = process.spawn(file, args, spawn_opts)
-  if not child then
-    err.cmd = cmd
-    err.stdout, err.stderr = "", ""
-    if cb then defer(cb, err, "", "") end
-    return nil, err, code
-  end
-  return M._collect(fname, child, own, cmd, cb)
+  if not child then return M._launch_failed(err, code, cmd, cb) end
+  return M._collect(child, own, cmd, cb)
 end
 
-function M._collect(fname, child, own, cmd, cb, merged_fd)
-  local max = own.max_buffer
-  local r = {cmd = cmd, pid = child.pid}
-  local out, err_parts = {}, {}
-  local sizes = {stdout = 0, stderr = 0}
-  local pending = 0      -- streams not yet at EOF
-  local finished = false
-  local timers = {}
-  local waiters = {}
-  local streams = {}
+function M._launch_failed(err, code, cmd, cb)
+  err.cmd = cmd
+  err.stdout, err.stderr = "", ""
+  if cb then defer(cb, err, "", "") end
+  return nil, err, code
+end
 
-  local function stop_timers()
-    for k, t in pairs(timers) do
-      if not t:is_closed() then t:close() end
-      timers[k] = nil
-    end
-  end
+function M._collect(child, own, cmd, cb, merged_fd)
+  local run_ = M.new_run(own, core_loop, function(sig)
+    return child:kill(sig, {tree = true})
+  end)
+  local pending = 0      -- streams not yet closed
+  local finished = false
+  local waiters, streams = {}, {}
+  local result
 
   local function finish()
     if finished or not child._exited or pending > 0 then return end
     finished = true
-    stop_timers()
-    r.stdout, r.stderr = concat(out), concat(err_parts)
-    r.code = child.exit_code
-    r.signal = child.signal_code
-    r.killed = child.killed
-    r.duration, r.rusage = child.duration, child.rusage
+    run_:stop_timers()
+    local r = run_.rec
+    r.cmd, r.pid = cmd, child.pid
+    r.stdout, r.stderr = run_:output("stdout") or "", run_:output("stderr") or ""
+    r.code, r.signal, r.killed = child.exit_code, child.signal_code, child.killed
     local e = M.result_error(r)
-    if cb then
-      cb(e, r.stdout, r.stderr)
+    if not e then
+      result = {stdout = r.stdout, stderr = r.stderr, code = 0, cmd = cmd,
+                pid = r.pid, duration = child.duration, rusage = child.rusage}
     end
+    if cb then cb(e, r.stdout, r.stderr) end
     for i = 1, #waiters do waiters[i](e) end
   end
 
-  local function start_timer(name, ms, fn)
-    local t = core.timer_new(core_loop)
-    t:unref()
-    t:start(ms, 0, function()
-      t:close()
-      timers[name] = nil
-      fn()
-    end)
-    timers[name] = t
-  end
-
-  local function terminate()
-    if child._exited then return end
-    child:kill(own.kill_signal, {tree = true})
-    if own.force_kill_after and not timers.force then
-      start_timer("force", own.force_kill_after, function()
-        child:kill("SIGKILL", {tree = true})
-      end)
-    end
-  end
-
-  local function arm_idle()
-    if own.idle_timeout then
-      if timers.idle then timers.idle:close() timers.idle = nil end
-      start_timer("idle", own.idle_timeout, function()
-        r.timed_out, r.idle = own.idle_timeout, true
-        terminate()
-      end)
-    end
-  end
-
-  local function collector(parts, name)
-    return function(chunk)
-      arm_idle()
-      if r.overflow then return end  -- past the limit: discard
-      local size = sizes[name]
-      if size + #chunk > max then
-        local room = max - size
-        if room > 0 then parts[#parts + 1] = chunk:sub(1, room) end
-        sizes[name] = max
-        r.overflow = name
-        terminate()
-        return
-      end
-      sizes[name] = size + #chunk
-      parts[#parts + 1] = chunk
-    end
-  end
-
-  local function watch(s, parts, name)
+  local function watch(s, name)
     if not s then return end
     pending = pending + 1
     streams[#streams + 1] = s
-    s:on("data", collector(parts, name))
+    s:on("data", run_:collector(name))
     s:_when_closed(function()
       pending = pending - 1
       finish()
@@ -245,16 +282,17 @@ function M._collect(fname, child, own, cmd, cb, merged_fd)
 
   if merged_fd then
     local h = assert(core.pipe_open(core_loop, merged_fd))
-    watch(stream.new(h, true, false), out, "stdout")
+    watch(stream.new(h, true, false), "stdout")
   else
-    watch(child.stdout, out, "stdout")
-    watch(child.stderr, err_parts, "stderr")
+    watch(child.stdout, "stdout")
+    watch(child.stderr, "stderr")
   end
 
   child:on("exit", function()
+    run_.exited = true
     if child.killed and pending > 0 then
       -- A grandchild may hold our pipes open: take what is there, then go.
-      start_timer("drain", M.DRAIN_AFTER_KILL_MS, function()
+      run_:start_timer("drain", M.DRAIN_AFTER_KILL_MS, function()
         for _, s in ipairs(streams) do
           if not s.closed then s:destroy() end
         end
@@ -262,14 +300,7 @@ function M._collect(fname, child, own, cmd, cb, merged_fd)
     end
     finish()
   end)
-
-  if own.timeout then
-    start_timer("timeout", own.timeout, function()
-      r.timed_out = own.timeout
-      terminate()
-    end)
-  end
-  arm_idle()
+  run_:start()
 
   local stdin = child.stdin
   if own.input ~= nil and stdin then
@@ -280,8 +311,7 @@ function M._collect(fname, child, own, cmd, cb, merged_fd)
   if cb then return child end
   local e = await(function(done) waiters[#waiters + 1] = done end)
   if e then return Error.fail(e) end
-  return {stdout = r.stdout, stderr = r.stderr, code = 0, cmd = cmd,
-          pid = r.pid, duration = r.duration, rusage = r.rusage}
+  return result
 end
 
 --- brood.exec(command, opts?, cb?): the command runs through /bin/sh -c
@@ -310,7 +340,5 @@ function M.exec_file(file, a, b, c)
   local cmd = #argv > 0 and (file .. " " .. concat(argv, " ")) or file
   return run("exec_file", file, argv, own, spawn_opts, cmd, cb)
 end
-
-M._exec_file_args = exec_file_args
 
 return M

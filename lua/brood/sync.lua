@@ -36,36 +36,32 @@ local function run(fname, n, file, args, opts, shell)
   end
   local spec, policy = process.prepare(fname, file, args, spawn_opts, n)
   local lp = core.loop_new()
-  local rec = {pid = nil}
-  local exited, killed = false, false
-  local pending = 0
-  local handles, timers = {}, {}
+  local leads_group = spec.detached or spec.group
+  local proc, pid
+  local run_ = exec.new_run(own, lp, function(sig)
+    return kill_tree(proc, pid, leads_group, sig)
+  end)
+  local rec = run_.rec
+  local pending = 0  -- pipes not yet at EOF
+  local handles = {}
 
-  local function close_timers()
-    for k, t in pairs(timers) do
-      if not t:is_closed() then t:close() end
-      timers[k] = nil
-    end
-  end
-
-  local proc, pid, parent = process.launch(fname, n, lp, spec, policy,
+  local parent
+  proc, pid, parent = process.launch(fname, n, lp, spec, policy,
     function(code, signum, maxrss_kb, utime, stime, duration)
-      exited = true
+      run_.exited = true
       rec.code = code
       rec.signal = signum and (core.signame(signum) or signum) or nil
       rec.rusage = {maxrss_kb = maxrss_kb, utime = utime, stime = stime}
       rec.duration = duration
       if pending == 0 then
-        close_timers()
-      elseif killed then
+        run_:stop_timers()
+      elseif rec.killed then
         -- a grandchild may hold the pipes open: stop reading soon
-        local t = core.timer_new(lp)
-        t:start(exec.DRAIN_AFTER_KILL_MS, 0, function()
-          t:close()
+        run_:start_timer("drain", exec.DRAIN_AFTER_KILL_MS, function()
           for _, h in ipairs(handles) do
             if not h:is_closed() then h:close() end
           end
-          close_timers()
+          run_:stop_timers()
         end)
       end
     end)
@@ -73,67 +69,19 @@ local function run(fname, n, file, args, opts, shell)
   if not proc then
     if merged_r then core.close_fd(merged_r) end
     lp:close()
-    return nil, pid, parent
+    return nil, pid, parent  -- nil, err, code
   end
   rec.pid = pid
 
-  local function start_timer(name, ms, fn)
-    local t = core.timer_new(lp)
-    t:start(ms, 0, function()
-      t:close()
-      timers[name] = nil
-      fn()
-    end)
-    timers[name] = t
-  end
-
-  local function terminate()
-    if exited then return end
-    killed = true
-    rec.killed = kill_tree(proc, pid, spec.detached or spec.group,
-                           own.kill_signal) or rec.killed
-    if own.force_kill_after and not timers.force then
-      start_timer("force", own.force_kill_after, function()
-        kill_tree(proc, pid, spec.detached or spec.group, 9)
-      end)
-    end
-  end
-
-  local function arm_idle()
-    if own.idle_timeout then
-      if timers.idle then timers.idle:close() end
-      start_timer("idle", own.idle_timeout, function()
-        rec.timed_out, rec.idle = own.idle_timeout, true
-        terminate()
-      end)
-    end
-  end
-
-  local outputs = {}
   local function collect(h, name)
-    local parts, size = {}, 0
-    outputs[name] = parts
+    local on_data = run_:collector(name)
     pending = pending + 1
     handles[#handles + 1] = h
     h:read_start(function(chunk)
-      if chunk == nil then
-        h:close()
-        pending = pending - 1
-        if pending == 0 and exited then close_timers() end
-        return
-      end
-      arm_idle()
-      if rec.overflow then return end
-      if size + #chunk > own.max_buffer then
-        local room = own.max_buffer - size
-        if room > 0 then parts[#parts + 1] = chunk:sub(1, room) end
-        size = own.max_buffer
-        rec.overflow = name
-        terminate()
-        return
-      end
-      size = size + #chunk
-      parts[#parts + 1] = chunk
+      if chunk ~= nil then return on_data(chunk) end
+      h:close()
+      pending = pending - 1
+      if pending == 0 and run_.exited then run_:stop_timers() end
     end)
   end
 
@@ -151,20 +99,13 @@ local function run(fname, n, file, args, opts, shell)
     end
   end
   if merged_r then collect(assert(core.pipe_open(lp, merged_r)), "stdout") end
-  if own.timeout then
-    start_timer("timeout", own.timeout, function()
-      rec.timed_out = own.timeout
-      terminate()
-    end)
-  end
-  arm_idle()
+  run_:start()
 
   local _, err = lp:run("default")
-  close_timers()
+  run_:stop_timers()
   lp:close()
   if err ~= nil then error(err, 0) end
-  rec.stdout = outputs.stdout and concat(outputs.stdout) or nil
-  rec.stderr = outputs.stderr and concat(outputs.stderr) or nil
+  rec.stdout, rec.stderr = run_:output("stdout"), run_:output("stderr")
   return rec
 end
 
