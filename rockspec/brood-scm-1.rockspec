@@ -20,6 +20,7 @@ dependencies = {
 }
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
+  MSGPACK = { header = "msgpack.h" },
 }
 build = {
   type = "cmake",

@@ -33,6 +33,7 @@ int luaopen_brood_core(lua_State* L) {
   brood__process_open(L);
   brood__fd_open(L);
   brood__system_open(L);
+  brood__codec_open(L);
   lua_pushstring(L, uv_version_string());
   lua_setfield(L, -2, "uv_version");
   return 1;

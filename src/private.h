@@ -98,6 +98,7 @@ void brood__process_teardown(brood_loop_t* loop);
 void brood__process_kill_cleanup(void);
 void brood__fd_open(lua_State* L);
 void brood__system_open(lua_State* L);
+void brood__codec_open(lua_State* L);
 
 /* Register funcs into the table on top of the stack. */
 void brood__setfuncs(lua_State* L, const luaL_Reg* funcs);
