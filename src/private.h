@@ -61,6 +61,16 @@ struct brood_handle_s {
   void (*release)(brood_handle_t* h);  /* type-specific cleanup, or NULL */
 };
 
+/* A byte stream: an OS pipe, a unix socket or a TCP socket (stream.c). */
+typedef struct {
+  brood_handle_t h;
+  union {
+    uv_stream_t stream;
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+  } u;
+} brood_stream_t;
+
 /* From loop.c */
 brood_loop_t* brood__check_loop(lua_State* L, int idx);
 int brood__call(brood_loop_t* loop, int nargs);
@@ -93,6 +103,8 @@ void brood__timer_open(lua_State* L);
 void brood__signal_open(lua_State* L);
 int brood__signum(lua_State* L, int idx);
 void brood__stream_open(lua_State* L);
+brood_stream_t* brood__stream_new(lua_State* L, int loop_idx);
+brood_stream_t* brood__stream_check(lua_State* L, int idx);
 void brood__process_open(lua_State* L);
 void brood__process_teardown(brood_loop_t* loop);
 void brood__process_kill_cleanup(void);

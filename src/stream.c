@@ -10,14 +10,6 @@
 #include "private.h"
 
 typedef struct {
-  brood_handle_t h;
-  union {
-    uv_stream_t stream;
-    uv_pipe_t pipe;
-  } u;
-} brood_stream_t;
-
-typedef struct {
   uv_write_t req;
   brood_loop_t* loop;
   int data_ref;   /* the string being written; unref: stream_write_cb */
@@ -33,13 +25,26 @@ typedef struct {
 #define check_stream(L) \
   ((brood_stream_t*)brood__handle_check(L, 1, BROOD_STREAM_MT))
 
+/* [-0, +1] Push a new, not yet open stream box on the loop at loop_idx;
+** the caller initialises one member of the union, then calls
+** brood__handle_opened (or brood__handle_abort). net.c and channel.c
+** make their sockets and accepted handles with it. */
+brood_stream_t* brood__stream_new(lua_State* L, int loop_idx) {
+  return (brood_stream_t*)brood__handle_new(L, loop_idx, sizeof(brood_stream_t),
+                                            BROOD_STREAM_MT);
+}
+
+/* The open stream at idx (raises if it is not one, or closed). */
+brood_stream_t* brood__stream_check(lua_State* L, int idx) {
+  return (brood_stream_t*)brood__handle_check(L, idx, BROOD_STREAM_MT);
+}
+
 /* core.pipe_open(loop, fd) -> stream | nil, msg, code. The stream owns fd
 ** from then on; on failure the caller still owns it. */
 static int stream_pipe_open(lua_State* L) {
   lua_Integer fd = luaL_checkinteger(L, 2);
   luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 2, "invalid fd");
-  brood_stream_t* s = (brood_stream_t*)brood__handle_new(
-      L, 1, sizeof(brood_stream_t), BROOD_STREAM_MT);
+  brood_stream_t* s = brood__stream_new(L, 1);
   int err = uv_pipe_init(&s->h.loop->uv, &s->u.pipe, 0);
   if (err == 0) err = uv_pipe_open(&s->u.pipe, (uv_file)fd);
   if (err != 0) {
