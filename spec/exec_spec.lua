@@ -190,6 +190,16 @@ describe("brood.exec", function()
       assert.are.equal("", left)
     end)
 
+    it("stops waiting when only an orphaned grandchild holds the pipes",
+       function()
+      -- the shell exits at once; its background sleep keeps stdout open
+      local _, err = brood.exec("sleep 32 & echo started", {timeout = 100})
+      assert.are.equal("ETIMEDOUT", err.code)
+      assert.is_false(err.killed)  -- nothing of ours was left to kill
+      assert.are.equal("started\n", err.stdout)
+      brood.exec_sync("pkill -f '^sleep 32$' || true")
+    end)
+
     it("idle_timeout kills a child that stops producing output", function()
       local _, err = brood.exec("echo a; sleep 0.02; echo b; sleep 10",
                                 {idle_timeout = 300})
@@ -223,6 +233,18 @@ describe("brood.exec", function()
           ("bad argument #2 to 'exec' (option '%s' must be number, got string)")
           :format(opt))
       end
+    end)
+
+    it("raises inside a plain callback before starting anything", function()
+      local before = #H.core.descendants(H.core.getpid())
+      local ok, err
+      brood.set_timeout(0, function()
+        ok, err = pcall(brood.exec, "sleep 33")
+      end)
+      brood.run()
+      assert.is_false(ok)
+      assert.matches("cannot wait outside a task", err)
+      assert.are.equal(before, #H.core.descendants(H.core.getpid()))
     end)
 
     it("rejects an unknown kill_signal", function()

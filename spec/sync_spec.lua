@@ -51,6 +51,8 @@ describe("brood.spawn_sync", function()
     assert.are.equal("SIGKILL", r.signal)
     assert.are.equal("ETIMEDOUT", r.error.code)
     assert.is_true(r.error.killed)
+    assert.are.equal("Command timed out after 50 ms: sleep 10",
+                     r.error.message)
   end)
 
   it("cuts output to exactly max_buffer bytes", function()

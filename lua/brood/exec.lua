@@ -118,14 +118,26 @@ end
 
 --- The policy of one run: output collection up to max_buffer, timeout,
 -- idle_timeout, kill escalation. `lp` is the core loop its timers run on;
--- `kill(sig)` signals the child's tree. The caller sets `exited` and reads
--- `rec` (code, signal, killed, timed_out, idle, overflow) at the end.
+-- `kill(sig)` signals the child's tree; `give_up()` stops reading its
+-- pipes. The caller sets `exited` and reads `rec` (code, signal, killed,
+-- timed_out, idle, overflow) at the end.
 local Run = {}
 Run.__index = Run
 
-function M.new_run(own, lp, kill)
-  return setmetatable({own = own, lp = lp, kill = kill, exited = false,
-                       timers = {}, parts = {}, rec = {}}, Run)
+function M.new_run(own, lp, kill, give_up)
+  return setmetatable({own = own, lp = lp, kill = kill, give_up = give_up,
+                       exited = false, timers = {}, parts = {}, rec = {}},
+                      Run)
+end
+
+--- The child has exited; its pipes may still be open. If we killed it, a
+-- grandchild that escaped the tree kill may hold them: read what comes
+-- for a moment more, then give up.
+function Run:on_exit(pipes_open)
+  self.exited = true
+  if pipes_open and self.rec.killed then
+    self:start_timer("drain", M.DRAIN_AFTER_KILL_MS, self.give_up)
+  end
 end
 
 function Run:start_timer(name, ms, fn)
@@ -148,7 +160,12 @@ end
 
 --- kill_signal to the tree; SIGKILL force_kill_after ms later.
 function Run:terminate()
-  if self.exited then return end
+  if self.exited then
+    -- Only a grandchild holds the pipes now (it left the tree when its
+    -- parent died): stop waiting for it.
+    self.give_up()
+    return
+  end
   if self.kill(self.own.kill_signal) then self.rec.killed = true end
   local after = self.own.force_kill_after
   if after and not self.timers.force then
@@ -210,6 +227,9 @@ end
 
 -- Launch for exec/exec_file, then collect.
 local function run(fname, file, args, own, spawn_opts, cmd, cb)
+  if cb == nil and not loop.can_wait() then
+    error(loop.CANNOT_WAIT, 3)  -- before anything is started
+  end
   -- Without input and without a callback nobody can ever write to the
   -- child's stdin: give it EOF at once rather than a pipe left open.
   local stdin = (own.input == nil and cb == nil) and "ignore" or "pipe"
@@ -244,13 +264,17 @@ function M._launch_failed(err, code, cmd, cb)
 end
 
 function M._collect(child, own, cmd, cb, merged_fd)
-  local run_ = M.new_run(own, core_loop, function(sig)
-    return child:kill(sig, {tree = true})
-  end)
   local pending = 0      -- streams not yet closed
   local finished = false
   local waiters, streams = {}, {}
   local result
+  local run_ = M.new_run(own, core_loop, function(sig)
+    return child:kill(sig, {tree = true})
+  end, function()
+    for _, s in ipairs(streams) do
+      if not s.closed then s:destroy() end
+    end
+  end)
 
   local function finish()
     if finished or not child._exited or pending > 0 then return end
@@ -289,15 +313,7 @@ function M._collect(child, own, cmd, cb, merged_fd)
   end
 
   child:on("exit", function()
-    run_.exited = true
-    if child.killed and pending > 0 then
-      -- A grandchild may hold our pipes open: take what is there, then go.
-      run_:start_timer("drain", M.DRAIN_AFTER_KILL_MS, function()
-        for _, s in ipairs(streams) do
-          if not s.closed then s:destroy() end
-        end
-      end)
-    end
+    run_:on_exit(pending > 0)
     finish()
   end)
   run_:start()

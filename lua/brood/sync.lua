@@ -38,32 +38,27 @@ local function run(fname, n, file, args, opts, shell)
   local lp = core.loop_new()
   local leads_group = spec.detached or spec.group
   local proc, pid
-  local run_ = exec.new_run(own, lp, function(sig)
-    return kill_tree(proc, pid, leads_group, sig)
-  end)
-  local rec = run_.rec
   local pending = 0  -- pipes not yet at EOF
   local handles = {}
+  local run_ = exec.new_run(own, lp, function(sig)
+    return kill_tree(proc, pid, leads_group, sig)
+  end, function()
+    for _, h in ipairs(handles) do
+      if not h:is_closed() then h:close() end
+    end
+    pending = 0
+  end)
+  local rec = run_.rec
 
   local parent
   proc, pid, parent = process.launch(fname, n, lp, spec, policy,
     function(code, signum, maxrss_kb, utime, stime, duration)
-      run_.exited = true
       rec.code = code
       rec.signal = signum and (core.signame(signum) or signum) or nil
       rec.rusage = {maxrss_kb = maxrss_kb, utime = utime, stime = stime}
       rec.duration = duration
-      if pending == 0 then
-        run_:stop_timers()
-      elseif rec.killed then
-        -- a grandchild may hold the pipes open: stop reading soon
-        run_:start_timer("drain", exec.DRAIN_AFTER_KILL_MS, function()
-          for _, h in ipairs(handles) do
-            if not h:is_closed() then h:close() end
-          end
-          run_:stop_timers()
-        end)
-      end
+      run_:on_exit(pending > 0)
+      if pending == 0 then run_:stop_timers() end
     end)
   if merged_w then core.close_fd(merged_w) end
   if not proc then
@@ -81,7 +76,7 @@ local function run(fname, n, file, args, opts, shell)
       if chunk ~= nil then return on_data(chunk) end
       h:close()
       pending = pending - 1
-      if pending == 0 and run_.exited then run_:stop_timers() end
+      if pending <= 0 and run_.exited then run_:stop_timers() end
     end)
   end
 
@@ -120,7 +115,7 @@ function M.spawn_sync(file, args, opts)
   end
   local e
   if rec.overflow or rec.timed_out then
-    rec.cmd = file
+    rec.cmd = #a > 0 and (file .. " " .. concat(a, " ")) or file
     e = exec.result_error(rec)
   end
   return {pid = rec.pid, stdout = rec.stdout, stderr = rec.stderr,
