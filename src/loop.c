@@ -25,10 +25,12 @@ brood_loop_t* brood__check_loop(lua_State* L, int idx) {
 }
 
 static int msghandler(lua_State* L) {
-  if (lua_type(L, 1) == LUA_TSTRING)
-    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  const char* msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+  if (msg != NULL && strstr(msg, "\nstack traceback:") == NULL)
+    luaL_traceback(L, L, msg, 1);
   else
-    lua_settop(L, 1);  /* error objects travel unchanged */
+    lua_settop(L, 1);  /* error objects, and errors traced already, travel
+                       ** unchanged (a task's error raised by task:wait) */
   return 1;
 }
 
@@ -38,6 +40,7 @@ static int msghandler(lua_State* L) {
 int brood__call(brood_loop_t* loop, int nargs) {
   lua_State* L = loop->L;
   int base = lua_gettop(L) - nargs;
+  loop->calls++;
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   int status = lua_pcall(L, nargs, 0, base);
@@ -48,6 +51,7 @@ int brood__call(brood_loop_t* loop, int nargs) {
   else
     lua_pop(L, 1);
   uv_stop(&loop->uv);
+  loop->stop_requested = 1;
   return 0;
 }
 
@@ -81,6 +85,8 @@ static brood_loop_t* loop_push_new(lua_State* L) {
   uv_unref((uv_handle_t*)&loop->tick_prepare);
   uv_idle_init(&loop->uv, &loop->tick_idle);
   loop->tick_idle.data = loop;
+  uv_prepare_init(&loop->uv, &loop->flush_prepare);
+  loop->flush_prepare.data = loop;
   loop->uv.data = loop;
   box->loop = loop;
   return loop;
@@ -90,7 +96,8 @@ static void walk_close_cb(uv_handle_t* uv, void* arg) {
   brood_loop_t* loop = (brood_loop_t*)arg;
   if (uv_is_closing(uv)) return;
   if (uv == (uv_handle_t*)&loop->tick_prepare ||
-      uv == (uv_handle_t*)&loop->tick_idle) {
+      uv == (uv_handle_t*)&loop->tick_idle ||
+      uv == (uv_handle_t*)&loop->flush_prepare) {
     uv_close(uv, NULL);
     return;
   }
@@ -132,19 +139,62 @@ static int loop_close(lua_State* L) {
   return 0;
 }
 
+/* Before blocking in the poll, spin a little with non-blocking turns:
+** a peer process that answers within microseconds (IPC ping-pong, a pool
+** worker) is then served without two sleep/wake-up round trips through
+** the kernel, which cost far more than the spin on most machines. The
+** budget adapts: it doubles while spins find work and halves while they
+** do not, so a loop that mostly waits soon blocks at once.
+** BROOD_SPIN_US sets the ceiling (default 50; 0 turns spinning off). */
+static uint64_t spin_ceiling_ns(void) {
+  static int64_t ceiling = -1;
+  if (ceiling < 0) {
+    const char* env = getenv("BROOD_SPIN_US");
+    long us = env != NULL ? strtol(env, NULL, 10) : 50;
+    ceiling = us > 0 ? (int64_t)us * 1000 : 0;
+  }
+  return (uint64_t)ceiling;
+}
+
+/* One turn in "once" mode, spinning first: returns uv_run's alive. */
+static int loop_turn(brood_loop_t* loop) {
+  uint64_t calls = loop->calls;
+  int alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
+  if (loop->calls != calls || !alive || loop->stop_requested) return alive;
+  uint64_t ceiling = spin_ceiling_ns();
+  uint64_t start = uv_hrtime();
+  while (alive && loop->calls == calls && !loop->stop_requested &&
+         uv_hrtime() - start < loop->spin_ns)
+    alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
+  if (loop->calls != calls || !alive || loop->stop_requested) return alive;
+  /* Block. If the wait turns out shorter than the ceiling, spinning would
+  ** have caught it: spin in full next time; else spin half as long. */
+  uint64_t blocked = uv_hrtime();
+  alive = uv_run(&loop->uv, UV_RUN_ONCE);
+  if (uv_hrtime() - blocked < ceiling) loop->spin_ns = ceiling;
+  else loop->spin_ns /= 2;
+  return alive;
+}
+
 /* loop:run([mode]) -> alive, err: runs "default", "once" or "nowait".
 ** err is the first error a callback raised (the loop stopped for it). */
 static int loop_run(lua_State* L) {
   static const char* const modes[] = {"default", "once", "nowait", NULL};
-  static const uv_run_mode uv_modes[] = {
-    UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT
-  };
   brood_loop_t* loop = brood__check_loop(L, 1);
   int mode = luaL_checkoption(L, 2, "default", modes);
   if (loop->L != NULL)
     return luaL_error(L, "brood: the loop is already running");
   loop->L = L;
-  int alive = uv_run(&loop->uv, uv_modes[mode]);
+  loop->stop_requested = 0;
+  int alive;
+  if (mode == 2) {
+    alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
+  } else {
+    do {
+      alive = loop_turn(loop);
+    } while (mode == 0 && alive && !loop->stop_requested);
+  }
+  loop->stop_requested = 0;
   loop->L = NULL;
   lua_pushboolean(L, alive);
   if (loop->error_ref == LUA_NOREF) return 1;
@@ -154,8 +204,23 @@ static int loop_run(lua_State* L) {
   return 2;
 }
 
+/* loop:fail(err): keep err as the loop's error, unless one is kept
+** already, and stop the loop: run() returns it. For Lua code that runs
+** several user callbacks in one core callback (the deferred queue). */
+static int loop_fail(lua_State* L) {
+  brood_loop_t* loop = brood__check_loop(L, 1);
+  lua_settop(L, 2);
+  if (loop->error_ref == LUA_NOREF)
+    loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_stop(&loop->uv);
+  loop->stop_requested = 1;
+  return 0;
+}
+
 static int loop_stop(lua_State* L) {
-  uv_stop(&brood__check_loop(L, 1)->uv);
+  brood_loop_t* loop = brood__check_loop(L, 1);
+  uv_stop(&loop->uv);
+  loop->stop_requested = 1;
   return 0;
 }
 
@@ -223,6 +288,7 @@ void brood__loop_open(lua_State* L) {
   static const luaL_Reg methods[] = {
     {"run", loop_run},
     {"stop", loop_stop},
+    {"fail", loop_fail},
     {"close", loop_close},
     {"running", loop_running},
     {"alive", loop_alive},

@@ -2,6 +2,8 @@
 -- An "error" emitted with no listener is raised, as in Node.js, so it
 -- ends the loop unless something handles it.
 -- @module brood.emitter
+local Error = require "brood.error"
+
 local M = {}
 
 local Emitter = {}
@@ -66,7 +68,14 @@ end
 function Emitter:emit(event, ...)
   local list = self._events and self._events[event]
   if list == nil or #list == 0 then
-    if event == "error" then error((...), 0) end
+    if event == "error" then
+      local err = ...
+      if err == nil then  -- Node's ERR_UNHANDLED_ERROR: never raise nil
+        err = Error.new({message = "Unhandled error.",
+                         code = "ERR_UNHANDLED_ERROR"})
+      end
+      error(err, 0)
+    end
     return false
   end
   local n = #list

@@ -20,9 +20,21 @@ local co_running, co_resume, co_yield, co_create, co_status =
 
 M.CANNOT_WAIT = "brood: cannot wait outside a task (use brood.go)"
 
+-- The message handler of tasks and deferred calls: a string gets a
+-- traceback, unless it has one already (an error raised again, such as a
+-- task's error from task:wait()); error objects travel unchanged.
+local function traceback(e)
+  if type(e) == "string" and not e:find("\nstack traceback:", 1, true) then
+    return debug.traceback(e, 2)
+  end
+  return e
+end
+
 -- Deferred calls: run before the loop next polls, in order. Callbacks
 -- given to brood functions run from here, never before the function
--- returns.
+-- returns. An error in one ends the loop (brood.run raises it) but the
+-- rest of the queue still runs first: the loop finishes its iteration
+-- anyway, and a "spawn" event must not arrive after that child's I/O.
 local queue, head, tail = {}, 1, 0
 
 local function flush()
@@ -30,7 +42,8 @@ local function flush()
     local item = queue[head]
     queue[head] = nil
     head = head + 1
-    item[1](unpack(item, 2, item.n))
+    local ok, err = xpcall(item[1], traceback, unpack(item, 2, item.n))
+    if not ok then default_loop:fail(err) end
   end
   head, tail = 1, 0
   default_loop:tick(false)
@@ -50,11 +63,6 @@ local Task = {__name = "brood.Task"}
 Task.__index = Task
 local tasks = setmetatable({}, {__mode = "k"})  -- coroutine -> task
 
-local function traceback(e)
-  if type(e) == "string" then return debug.traceback(e, 2) end
-  return e
-end
-
 local function wake(list, ...)
   for i = 1, #list do list[i](...) end
 end
@@ -69,8 +77,19 @@ local function step(task, ...)
   task.done = true
   local waiters = task._waiters
   task._waiters = nil
-  if task._error ~= nil then
-    if #waiters == 0 then error(task._error, 0) end
+  if task._error ~= nil and #waiters == 0 then
+    -- Nobody waits yet: the caller of go() may still call task:wait()
+    -- (a task can fail before go returns). If nobody has by the time
+    -- deferred work runs, the error escapes and ends the loop, as an
+    -- unhandled rejection does in Node.js.
+    task._unhandled = true
+    M.defer(function()
+      if task._unhandled then
+        task._unhandled = nil
+        default_loop:fail(task._error)
+      end
+    end)
+    return
   end
   wake(waiters)
 end
@@ -143,6 +162,7 @@ end
 
 --- task:wait() -> the task function's results, or raises its error.
 function Task:wait()
+  self._unhandled = nil
   if not self.done then
     M.await(function(done) self._waiters[#self._waiters + 1] = done end)
   end
@@ -172,8 +192,10 @@ function M.run(fn)
 end
 
 --- Make the running brood.run return once the current callback ends.
+-- Outside a run it does nothing (a stale stop would make the next run
+-- return at once).
 function M.stop()
-  default_loop:stop()
+  if default_loop:running() then default_loop:stop() end
 end
 
 function M.now() return default_loop:now() end
@@ -192,11 +214,20 @@ end
 function Timer:unref() self._h:unref(); return self end
 function Timer:ref() self._h:ref(); return self end
 
-local function new_timer(fname, ms, fn, interval, ...)
-  if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms == math.huge then
-    error(("bad argument #1 to '%s' (milliseconds >= 0 expected, got %s)")
-          :format(fname, tostring(ms)), 3)
+-- ms must be a finite number >= 0; raises naming fname at `level`.
+local function check_ms(fname, ms, level)
+  if type(ms) ~= "number" then
+    error(("bad argument #1 to '%s' (number expected, got %s)")
+          :format(fname, ms == nil and "no value" or type(ms)), level + 1)
   end
+  if ms ~= ms or ms < 0 or ms == math.huge then
+    error(("bad argument #1 to '%s' (milliseconds >= 0 expected, got %s)")
+          :format(fname, tostring(ms)), level + 1)
+  end
+end
+
+local function new_timer(fname, ms, fn, interval, ...)
+  check_ms(fname, ms, 3)
   if type(fn) ~= "function" then
     error(("bad argument #2 to '%s' (function expected, got %s)")
           :format(fname, type(fn)), 3)
@@ -214,20 +245,19 @@ end
 
 --- fn(...) once after ms milliseconds; returns a timer with :stop().
 function M.set_timeout(ms, fn, ...)
-  return new_timer("set_timeout", ms, fn, false, ...)
+  local timer = new_timer("set_timeout", ms, fn, false, ...)
+  return timer  -- not a tail call: errors name the caller's line
 end
 
 --- fn(...) every ms milliseconds; returns a timer with :stop().
 function M.set_interval(ms, fn, ...)
-  return new_timer("set_interval", ms, fn, true, ...)
+  local timer = new_timer("set_interval", ms, fn, true, ...)
+  return timer  -- not a tail call: errors name the caller's line
 end
 
 --- Wait ms milliseconds (a waiting operation).
 function M.sleep(ms)
-  if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms == math.huge then
-    error(("bad argument #1 to 'sleep' (milliseconds >= 0 expected, got %s)")
-          :format(tostring(ms)), 2)
-  end
+  check_ms("sleep", ms, 2)
   M.await(function(done)
     local h = core.timer_new(default_loop)
     h:start(math.floor(ms), 0, function() h:close(); done() end)
@@ -236,6 +266,11 @@ end
 
 --- Resolve a signal name or number, raising with the caller's name.
 function M.signum(fname, n, sig)
+  local t = type(sig)
+  if t ~= "string" and t ~= "number" then
+    error(("bad argument #%d to '%s' (signal name or number expected, " ..
+           "got %s)"):format(n, fname, sig == nil and "no value" or t), 3)
+  end
   local ok, num = pcall(core.signum, sig)
   if not ok then
     error(("bad argument #%d to '%s' (unknown signal '%s')")
@@ -263,7 +298,8 @@ function M.on_signal(sig, fn)
   local ok, msg, code = h:start(num, function() fn(name) end)
   if not ok then
     h:close()
-    return Error.fail(Error.from_core("on_signal", msg, code))
+    return Error.fail(Error.from_core(("on_signal '%s'"):format(name), msg,
+                                      code, {syscall = "signal"}))
   end
   return setmetatable({_h = h}, Watcher)
 end

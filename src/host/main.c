@@ -81,8 +81,10 @@ static void on_fatal_signal(int sig) {
   raise(sig);
 }
 
-/* Look for Lua modules beside the executable too: <prefix>/bin/brood
-** finds <prefix>/share/lua/5.4, and build/brood in a checkout finds lua/. */
+/* Look for Lua modules beside the executable first: <prefix>/bin/brood
+** finds <prefix>/share/lua/5.4, and build/brood in a checkout finds lua/.
+** First, so that the Lua layer matches the core linked into this host
+** rather than another brood installed on the default path. */
 static void add_module_paths(lua_State* L) {
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -94,9 +96,9 @@ static void add_module_paths(lua_State* L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_pushfstring(L,
-                  "%s;%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;"
-                  "%s/../lua/?.lua;%s/../lua/?/init.lua",
-                  lua_tostring(L, -1), exe, exe, exe, exe);
+                  "%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;"
+                  "%s/../lua/?.lua;%s/../lua/?/init.lua;%s",
+                  exe, exe, exe, exe, lua_tostring(L, -1));
   lua_setfield(L, -3, "path");
   lua_pop(L, 2);
 }
@@ -169,7 +171,9 @@ static int pmain(lua_State* L) {
       return 0;
     }
   }
-  create_arg_table(L, argv, argc, script > 0 ? script : argc - 1);
+  /* no script: arg[0] is the host itself and arg[1..] its options, as
+  ** lua.c does */
+  create_arg_table(L, argv, argc, script);
 
   /* Second pass: run the options in order, as lua.c does. */
   int ran_something = 0;
@@ -227,6 +231,7 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
 
+  brood__host_mode = 1;
   lua_State* L = luaL_newstate();
   if (L == NULL) {
     fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
