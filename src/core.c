@@ -16,6 +16,10 @@
 
 BROOD_EXPORT int luaopen_brood_core(lua_State* L);
 
+/* Set by the `brood` host, which links this module in: brood.fork then
+** starts the running executable. */
+int brood__host_mode = 0;
+
 int luaopen_brood_core(lua_State* L) {
   /* A write to a gone reader must give EPIPE, never kill the host; and a
   ** SIGCHLD inherited as ignored would make the kernel reap our children
@@ -34,6 +38,10 @@ int luaopen_brood_core(lua_State* L) {
   brood__fd_open(L);
   brood__system_open(L);
   brood__codec_open(L);
+  brood__net_open(L);
+  brood__channel_open(L);
+  lua_pushboolean(L, brood__host_mode);
+  lua_setfield(L, -2, "host");
   lua_pushstring(L, uv_version_string());
   lua_setfield(L, -2, "uv_version");
   return 1;

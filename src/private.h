@@ -18,6 +18,8 @@
 #define BROOD_SIGNAL_MT  "brood.signal"
 #define BROOD_STREAM_MT  "brood.stream"
 #define BROOD_PROCESS_MT "brood.process"
+#define BROOD_CHANNEL_MT "brood.channel"
+#define BROOD_SERVER_MT  "brood.server"
 
 /* Bytes handed to libuv for each read; chunks are copied into Lua strings
 ** at once, so one buffer per loop serves every stream. */
@@ -41,8 +43,13 @@ struct brood_loop_s {
   int closing;           /* loop:close() runs: no user callbacks any more */
   int torn_down;         /* lua_close runs: no Lua at all, free memory only */
   int handles;           /* open brood handles, for leak checks */
+  int stop_requested;    /* stop() or an error: run() returns */
+  uint64_t calls;        /* Lua callbacks run: progress, for spinning */
+  uint64_t spin_ns;      /* current spin budget before blocking */
   uv_prepare_t tick_prepare;  /* runs deferred work right before polling */
   uv_idle_t tick_idle;        /* keeps the poll from blocking meanwhile */
+  uv_prepare_t flush_prepare; /* writes the channels' queued frames */
+  void* flush_head;           /* channels with frames to write (channel.c) */
   char read_buffer[BROOD_READ_BUFFER];
 };
 
@@ -70,6 +77,9 @@ typedef struct {
     uv_tcp_t tcp;
   } u;
 } brood_stream_t;
+
+/* From core.c: 1 inside the `brood` host. */
+extern int brood__host_mode;
 
 /* From loop.c */
 brood_loop_t* brood__check_loop(lua_State* L, int idx);
@@ -111,6 +121,14 @@ void brood__process_kill_cleanup(void);
 void brood__fd_open(lua_State* L);
 void brood__system_open(lua_State* L);
 void brood__codec_open(lua_State* L);
+
+/* From net.c */
+void brood__net_open(lua_State* L);
+void brood__channel_open(lua_State* L);
+/* From net.c: push a server adopting the listening handle pending on an
+** IPC pipe (handle passing); returns a libuv error or 0. */
+int brood__server_accept_from(lua_State* L, int loop_idx, uv_stream_t* ipc,
+                              uv_handle_type type);
 
 /* Register funcs into the table on top of the stack. */
 void brood__setfuncs(lua_State* L, const luaL_Reg* funcs);

@@ -43,6 +43,12 @@ static int system_environ(lua_State* L) {
   return 1;
 }
 
+/* core.unsetenv(name): forget a variable this process was started with. */
+static int system_unsetenv(lua_State* L) {
+  unsetenv(luaL_checkstring(L, 1));
+  return 0;
+}
+
 static int system_getpid(lua_State* L) {
   lua_pushinteger(L, getpid());
   return 1;
@@ -155,6 +161,7 @@ void brood__system_open(lua_State* L) {
     {"kill", system_kill},
     {"environ", system_environ},
     {"getpid", system_getpid},
+    {"unsetenv", system_unsetenv},
     {"cpu_count", system_cpu_count},
     {"exepath", system_exepath},
     {"descendants", system_descendants},

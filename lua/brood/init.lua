@@ -25,24 +25,34 @@ local brood = {
   spawn = process.spawn,
 }
 
--- exec and the sync variants load on first use (most scripts need one).
+-- The rest loads on first use: a script that only spawns pays for no
+-- more. Each entry: the module, and the field of it (none: the module).
 local lazy = {
-  exec = "brood.exec", exec_file = "brood.exec",
-  spawn_sync = "brood.sync", exec_sync = "brood.sync",
-  exec_file_sync = "brood.sync",
+  exec = {"brood.exec", "exec"}, exec_file = {"brood.exec", "exec_file"},
+  spawn_sync = {"brood.sync", "spawn_sync"},
+  exec_sync = {"brood.sync", "exec_sync"},
+  exec_file_sync = {"brood.sync", "exec_file_sync"},
+  fork = {"brood.fork", "fork"},
+  msgpack = {"brood.msgpack"},
+  array = {"brood.msgpack", "array"},
+  net = {"brood.net"},
 }
 
 setmetatable(brood, {
   __index = function(t, k)
-    local mod = lazy[k]
-    if mod == nil then return nil end
-    local ok, m = pcall(require, mod)
-    if not ok then return nil end
-    local v = m[k]
+    local entry = lazy[k]
+    if entry == nil then return nil end
+    local m = require(entry[1])
+    local v = entry[2] and m[entry[2]] or m
     rawset(t, k, v)
     return v
   end,
 })
+
+-- In a script started by brood.fork: the channel to the parent.
+if os.getenv("BROOD_CHANNEL_FD") then
+  brood.parent = require("brood.fork").parent()
+end
 
 --- Facts for diagnostics and tests.
 brood.core_info = {

@@ -1,0 +1,228 @@
+--- The IPC channel's Lua side (DESIGN §6): send, recv, "message",
+-- disconnect, "disconnect", backpressure. The same methods serve a forked
+-- child in the parent (`child:send`) and `brood.parent` in the child; the
+-- events are emitted on that owner.
+--
+-- A message goes, in order of preference, to a pending recv(), to the
+-- "message" listeners, or into a queue that recv() and the first
+-- "message" listener drain later: no message is dropped. The channel keeps
+-- the loop alive only while a "message" listener or a recv() waits.
+-- @module brood.channel
+local core = require "brood.core"
+local loop = require "brood.loop"
+local Error = require "brood.error"
+
+local M = {}
+
+local defer, await = loop.defer, loop.await
+local pack, unpack, select = table.pack, table.unpack, select
+
+M.DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+M.HIGH_WATER_MARK = 1024 * 1024
+
+local function closed_error()
+  return Error.new({message = "Channel closed", code = "ERR_IPC_CHANNEL_CLOSED"})
+end
+
+-- Frame kinds for handles (docs/wire-format.md).
+local KIND = {server = 1, tcp = 2, pipe = 3}
+
+-- The frame kind and core handle of something given to send().
+local function handle_kind(handle)
+  if type(handle) ~= "table" then return nil end
+  if handle._server ~= nil then return KIND.server, handle._server end
+  local h = handle._h
+  if h == nil or type(handle.fileno) ~= "function" then return nil end
+  if handle.closed then return nil end
+  return handle._kind == "tcp" and KIND.tcp or KIND.pipe, h
+end
+
+-- ----- the mixin ------------------------------------------------------------
+
+local Mixin = {}
+
+--- Give `owner` (an emitter) a channel over the core channel `ch`.
+-- on_closed() runs once the channel is closed (child "close" waits for it).
+function M.attach(owner, ch, on_closed)
+  owner.connected = true
+  owner._ch = ch
+  owner._ch_queue, owner._ch_qhead, owner._ch_qtail = {}, 1, 0
+  owner._ch_waiters = {}
+  owner._ch_refs = 0
+  owner._ch_on_closed = on_closed
+  for k, v in pairs(Mixin) do owner[k] = v end
+  ch:unref()
+  ch:on_drain(function() owner:emit("drain") end)
+  ch:read_start(function(...) owner:_ch_frame(select("#", ...), ...) end)
+  local hook = owner._on_listen
+  owner._on_listen = function(self, event)
+    if hook then hook(self, event) end
+    if event == "message" then
+      self:_ch_ref(1)
+      if self._ch_qhead <= self._ch_qtail then defer(self._ch_flush, self) end
+    end
+  end
+  local unhook = owner._on_unlisten
+  owner._on_unlisten = function(self, event)
+    if unhook then unhook(self, event) end
+    if event == "message" then self:_ch_ref(-1) end
+  end
+  return owner
+end
+
+-- Keep the loop alive while someone listens or waits.
+function Mixin:_ch_ref(delta)
+  local before = self._ch_refs
+  self._ch_refs = before + delta
+  local ch = self._ch
+  if ch == nil or ch:is_closed() then return end
+  if before == 0 and self._ch_refs > 0 then ch:ref()
+  elseif before > 0 and self._ch_refs == 0 then ch:unref() end
+end
+
+function Mixin:_ch_frame(n, msg, a, b)
+  if n == 3 then return self:_ch_failed(a, b) end
+  local waiters = self._ch_waiters
+  if #waiters > 0 then
+    table.remove(waiters, 1)(msg, a)
+  elseif self:listener_count("message") > 0 then
+    self:emit("message", msg, a)
+  else
+    local t = self._ch_qtail + 1
+    self._ch_qtail = t
+    self._ch_queue[t] = pack(msg, a)
+  end
+end
+
+-- Deliver queued messages to the "message" listeners.
+function Mixin:_ch_flush()
+  while self._ch_qhead <= self._ch_qtail and
+        self:listener_count("message") > 0 do
+    local h = self._ch_qhead
+    local m = self._ch_queue[h]
+    self._ch_queue[h] = nil
+    self._ch_qhead = h + 1
+    self:emit("message", m[1], m[2])
+  end
+end
+
+-- EOF, or a peer that broke the protocol: close and tell.
+function Mixin:_ch_failed(code, message)
+  if code ~= "EOF" then
+    local err = Error.new({message = "IPC channel: " .. tostring(message),
+                           code = code})
+    self.channel_error = err
+    -- A bad peer must not take the host down: only listeners hear of it.
+    if self:listener_count("error") > 0 then self:emit("error", err) end
+  end
+  self:_ch_close()
+end
+
+function Mixin:_ch_close()
+  local ch = self._ch
+  if ch == nil then return end
+  self.connected = false
+  self._ch = nil
+  if not ch:is_closed() then ch:close() end
+  local waiters = self._ch_waiters
+  self._ch_waiters = {}
+  local err = closed_error()
+  for i = 1, #waiters do waiters[i](nil, err, err.code) end
+  defer(function()
+    self:emit("disconnect")
+    if self._ch_on_closed then self._ch_on_closed() end
+  end)
+end
+
+--- Send msg (and a handle: a brood.net server or socket, or a pipe
+-- stream). Returns true while the channel's queue is under its high-water
+-- mark, false above it (the message is still queued; "drain" follows).
+-- cb(err) once the message is written. After disconnect: false, and
+-- ERR_IPC_CHANNEL_CLOSED to cb or else an "error" event, once.
+function Mixin:send(msg, handle, opts, cb)
+  if cb == nil and opts == nil and type(handle) == "function" then
+    handle, cb = nil, handle
+  elseif cb == nil and type(opts) == "function" then
+    opts, cb = nil, opts
+  end
+  if cb ~= nil and type(cb) ~= "function" then
+    error(("bad argument #4 to 'send' (function expected, got %s)")
+          :format(type(cb)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #3 to 'send' (options table expected, got %s)")
+          :format(type(opts)), 2)
+  end
+  local ch = self._ch
+  if ch == nil or not self.connected then
+    local err = closed_error()
+    if cb then defer(cb, err)
+    else defer(function() self:emit("error", err) end) end
+    return false
+  end
+  local kind, h = 0, nil
+  if handle ~= nil then
+    kind, h = handle_kind(handle)
+    if kind == nil then
+      error("bad argument #2 to 'send' (a brood.net server or socket, or " ..
+            "a pipe stream expected)", 2)
+    end
+    local keep_open = opts and opts.keep_open
+    if kind ~= KIND.server and not keep_open then
+      -- the sender's copy closes once the handle is on its way (Node)
+      local user_cb = cb
+      cb = function(err)
+        if not handle.closed then handle:destroy() end
+        if user_cb then user_cb(err) end
+      end
+    end
+  end
+  local ok, queued, full, code = pcall(ch.send, ch, msg, kind, h, cb)
+  if not ok then
+    error(("bad argument #1 to 'send' (%s)"):format(
+      tostring(queued):gsub("^.-cannot send this message: ", "")), 2)
+  end
+  if queued == nil then
+    local err = Error.new({message = full, code = code})
+    if cb then defer(cb, err)
+    else defer(function() self:emit("error", err) end) end
+    return false
+  end
+  return not full
+end
+
+--- Next message (a waiting operation): msg, handle; or nil, err, code
+-- once the channel has closed.
+function Mixin:recv()
+  local h = self._ch_qhead
+  if h <= self._ch_qtail then
+    local m = self._ch_queue[h]
+    self._ch_queue[h] = nil
+    self._ch_qhead = h + 1
+    return m[1], m[2]
+  end
+  if self._ch == nil then
+    local err = closed_error()
+    return nil, err, err.code
+  end
+  self:_ch_ref(1)
+  local r = pack(await(function(done)
+    self._ch_waiters[#self._ch_waiters + 1] = done
+  end))
+  self:_ch_ref(-1)
+  return unpack(r, 1, r.n)
+end
+
+--- Close the channel once everything sent so far is written; raises if
+-- it is closed already. "disconnect" follows, asynchronously.
+function Mixin:disconnect()
+  local ch = self._ch
+  if ch == nil or not self.connected then
+    error("brood: disconnect: the IPC channel is already closed", 2)
+  end
+  self.connected = false
+  ch:disconnect(function() self:_ch_close() end)
+end
+
+M.KIND = KIND
+return M

@@ -1,0 +1,591 @@
+/*
+** channel.c: the IPC channel. Length-prefixed MessagePack frames over a
+** socketpair, opened as a libuv pipe with ipc = 1 so it can carry handles
+** (docs/wire-format.md is the specification):
+**
+**   frame = length (u32, big-endian: bytes of body) . kind (u8) . body
+**   kind  = 0 message; 1 message + TCP server; 2 message + TCP socket;
+**           3 message + pipe or unix socket (the fd travels with the frame)
+**   body  = one MessagePack value
+**
+** Sending encodes straight from the Lua stack into the channel's output
+** buffer. Frames queued in one loop turn are written together (by a
+** prepare handle of the loop, before it polls), in writes of up to 64 KiB;
+** a frame with a handle ends the write it belongs to (uv_write2). The
+** buffer is handed to the write request, never copied.
+**
+** Receiving reads into one input buffer; a frame's length is checked
+** against max_message_size before room is made for it, and a large frame
+** is read straight into room made once, so receiving is linear in its
+** size. Each complete frame is decoded into Lua and delivered at once.
+*/
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "private.h"
+
+#define FRAME_HEADER 5
+#define WRITE_CHUNK (64 * 1024)  /* flush at once past this many bytes */
+#define READ_CHUNK (64 * 1024)
+#define KIND_MAX 3
+
+typedef struct brood_channel_s brood_channel_t;
+
+/* One write: a buffer of frames and the callbacks of the sends in it. */
+typedef struct {
+  uv_write_t req;
+  brood_loop_t* loop;
+  brood_buf_t buf;
+  int* cbs;           /* registry refs; released in batch_write_cb */
+  int ncbs;
+  int handle_ref;     /* the handle sent with it, kept alive until written */
+} batch_t;
+
+struct brood_channel_s {
+  brood_handle_t h;     /* h.cb_ref: on_message(msg, handle) / (nil, code) */
+  uv_pipe_t pipe;
+  brood_buf_t in;       /* bytes read, from in_pos on not yet parsed */
+  size_t in_pos;
+  size_t max_message;   /* body bytes */
+  brood_buf_t out;      /* frames queued, not yet handed to libuv */
+  int* out_cbs;         /* callbacks of the sends in `out` */
+  int n_out_cbs, cap_out_cbs;
+  size_t hwm;           /* send() reports "full" from this many bytes */
+  int want_drain;       /* a send reported full: call drain_ref when empty */
+  int drain_ref;
+  int reading;
+  int parse_pending;    /* frames wait in `in` since a read_stop */
+  int in_flush_list;
+  brood_channel_t* flush_next;
+};
+
+#define check_channel(L) \
+  ((brood_channel_t*)brood__handle_check(L, 1, BROOD_CHANNEL_MT))
+
+/* ----- writing ------------------------------------------------------------- */
+
+static void channel_parse(brood_channel_t* ch);
+
+static size_t queued_bytes(brood_channel_t* ch) {
+  return uv_stream_get_write_queue_size((uv_stream_t*)&ch->pipe) + ch->out.len;
+}
+
+static void batch_free(batch_t* b) {
+  brood__buf_free(&b->buf);
+  free(b->cbs);
+  free(b);
+}
+
+static void batch_write_cb(uv_write_t* req, int status) {
+  batch_t* b = (batch_t*)req->data;
+  brood_loop_t* loop = b->loop;
+  brood_channel_t* ch = (brood_channel_t*)req->handle->data;
+  if (loop->torn_down) {
+    batch_free(b);
+    return;
+  }
+  for (int i = 0; i < b->ncbs; i++) {
+    if (brood__push_ref(loop, b->cbs[i])) {
+      if (status == 0) lua_pushnil(loop->L);
+      else lua_pushstring(loop->L, brood__err_name(status));
+      brood__call(loop, 1);
+    }
+    brood__unref(loop->main, &b->cbs[i]);
+  }
+  brood__unref(loop->main, &b->handle_ref);
+  batch_free(b);
+  if (ch != NULL && ch->h.state == BROOD_OPEN && ch->want_drain &&
+      queued_bytes(ch) == 0) {
+    ch->want_drain = 0;
+    if (brood__push_ref(loop, ch->drain_ref)) brood__call(loop, 0);
+  }
+}
+
+/* Hand `out` (and its callbacks) to libuv as one write; with send_handle,
+** the handle's fd travels with it. Returns a libuv error or 0. */
+static int channel_flush(brood_channel_t* ch, uv_stream_t* send_handle,
+                         int handle_ref) {
+  if (ch->out.len == 0 && send_handle == NULL) return 0;
+  uv_stream_t* stream = (uv_stream_t*)&ch->pipe;
+  if (send_handle == NULL && ch->n_out_cbs == 0 &&
+      uv_stream_get_write_queue_size(stream) == 0) {
+    /* Nothing to call back and nothing queued before: write now, without
+    ** a request (no poll registration, no callback round, buffer kept). */
+    uv_buf_t now = uv_buf_init(ch->out.data, (unsigned int)ch->out.len);
+    int n = uv_try_write(stream, &now, 1);
+    if (n == (int)ch->out.len) {
+      ch->out.len = 0;
+      if (ch->out.cap > 4 * WRITE_CHUNK) brood__buf_free(&ch->out);
+      return 0;
+    }
+    if (n > 0) {
+      memmove(ch->out.data, ch->out.data + n, ch->out.len - (size_t)n);
+      ch->out.len -= (size_t)n;
+    }
+  }
+  batch_t* b = (batch_t*)calloc(1, sizeof(*b));
+  if (b == NULL) return UV_ENOMEM;
+  b->loop = ch->h.loop;
+  b->buf = ch->out;
+  b->cbs = ch->out_cbs;
+  b->ncbs = ch->n_out_cbs;
+  b->handle_ref = handle_ref;
+  b->req.data = b;
+  memset(&ch->out, 0, sizeof(ch->out));
+  ch->out_cbs = NULL;
+  ch->n_out_cbs = ch->cap_out_cbs = 0;
+  uv_buf_t buf = uv_buf_init(b->buf.data, (unsigned int)b->buf.len);
+  int err = send_handle != NULL
+      ? uv_write2(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, send_handle,
+                  batch_write_cb)
+      : uv_write(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, batch_write_cb);
+  if (err != 0) {
+    /* Not queued: the callbacks will never run; release them here. */
+    for (int i = 0; i < b->ncbs; i++) brood__unref(ch->h.loop->main, &b->cbs[i]);
+    brood__unref(ch->h.loop->main, &b->handle_ref);
+    batch_free(b);
+  }
+  return err;
+}
+
+static void flush_prepare_cb(uv_prepare_t* prepare) {
+  brood_loop_t* loop = (brood_loop_t*)prepare->data;
+  brood_channel_t* ch = (brood_channel_t*)loop->flush_head;
+  loop->flush_head = NULL;
+  uv_prepare_stop(prepare);
+  while (ch != NULL) {
+    brood_channel_t* next = ch->flush_next;
+    ch->flush_next = NULL;
+    ch->in_flush_list = 0;
+    if (ch->h.state == BROOD_OPEN) {
+      channel_flush(ch, NULL, LUA_NOREF);
+      if (ch->want_drain && queued_bytes(ch) == 0) {
+        ch->want_drain = 0;  /* written at once: no write callback comes */
+        if (brood__push_ref(loop, ch->drain_ref)) brood__call(loop, 0);
+      }
+      if (ch->parse_pending) {
+        ch->parse_pending = 0;
+        channel_parse(ch);
+      }
+    }
+    ch = next;
+  }
+}
+
+static void schedule_flush(brood_channel_t* ch) {
+  if (ch->in_flush_list) return;
+  brood_loop_t* loop = ch->h.loop;
+  ch->in_flush_list = 1;
+  ch->flush_next = (brood_channel_t*)loop->flush_head;
+  if (loop->flush_head == NULL)
+    uv_prepare_start(&loop->flush_prepare, flush_prepare_cb);
+  loop->flush_head = ch;
+}
+
+static void unschedule_flush(brood_channel_t* ch) {
+  if (!ch->in_flush_list) return;
+  brood_loop_t* loop = ch->h.loop;
+  brood_channel_t** p = (brood_channel_t**)&loop->flush_head;
+  while (*p != NULL && *p != ch) p = &(*p)->flush_next;
+  if (*p == ch) *p = ch->flush_next;
+  ch->in_flush_list = 0;
+  ch->flush_next = NULL;
+  if (loop->flush_head == NULL) uv_prepare_stop(&loop->flush_prepare);
+}
+
+static int push_out_cb(brood_channel_t* ch, lua_State* L, int idx) {
+  if (ch->n_out_cbs == ch->cap_out_cbs) {
+    int cap = ch->cap_out_cbs ? ch->cap_out_cbs * 2 : 8;
+    int* grown = (int*)realloc(ch->out_cbs, (size_t)cap * sizeof(int));
+    if (grown == NULL) return -1;
+    ch->out_cbs = grown;
+    ch->cap_out_cbs = cap;
+  }
+  lua_pushvalue(L, idx);
+  ch->out_cbs[ch->n_out_cbs++] = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* ch:send(value, kind, handle, cb) -> queued bytes, full (boolean)
+**                                   | nil, msg, code (EMSGSIZE, ...)
+** Raises when value cannot be encoded; the channel stays as it was. kind
+** 1..3 comes with a brood stream or server handle whose fd is sent. */
+static int channel_send(lua_State* L) {
+  brood_channel_t* ch = check_channel(L);
+  luaL_checkany(L, 2);
+  lua_Integer kind = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, kind >= 0 && kind <= KIND_MAX, 3, "invalid frame kind");
+  if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TFUNCTION);
+  uv_stream_t* send_handle = NULL;
+  if (kind != 0) {
+    const char* mt = luaL_testudata(L, 4, BROOD_SERVER_MT) != NULL
+                         ? BROOD_SERVER_MT : BROOD_STREAM_MT;
+    send_handle = (uv_stream_t*)((brood_handle_t*)brood__handle_check(
+        L, 4, mt))->uv;
+  }
+  brood_buf_t* out = &ch->out;
+  size_t start = out->len;
+  if (brood__buf_reserve(out, FRAME_HEADER) != 0)
+    return luaL_error(L, "brood: out of memory");
+  out->len += FRAME_HEADER;
+  const char* err = brood__encode(L, 2, out);
+  if (err != NULL) {
+    out->len = start;
+    return luaL_error(L, "cannot send this message: %s", err);
+  }
+  size_t body = out->len - start - FRAME_HEADER;
+  if (body > ch->max_message) {
+    out->len = start;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "message of %I bytes exceeds max_message_size (%I)",
+                    (lua_Integer)body, (lua_Integer)ch->max_message);
+    lua_pushliteral(L, "EMSGSIZE");
+    return 3;
+  }
+  unsigned char* hdr = (unsigned char*)out->data + start;
+  hdr[0] = (unsigned char)(body >> 24);
+  hdr[1] = (unsigned char)(body >> 16);
+  hdr[2] = (unsigned char)(body >> 8);
+  hdr[3] = (unsigned char)body;
+  hdr[4] = (unsigned char)kind;
+  if (!lua_isnoneornil(L, 5) && push_out_cb(ch, L, 5) != 0) {
+    out->len = start;
+    return luaL_error(L, "brood: out of memory");
+  }
+  int uverr = 0;
+  if (send_handle != NULL) {
+    lua_pushvalue(L, 4);
+    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* unref: batch */
+    uverr = channel_flush(ch, send_handle, handle_ref);
+  } else if (out->len >= WRITE_CHUNK) {
+    uverr = channel_flush(ch, NULL, LUA_NOREF);
+  } else {
+    schedule_flush(ch);
+  }
+  if (uverr != 0) return brood__push_error(L, uverr);
+  size_t queued = queued_bytes(ch);
+  int full = queued >= ch->hwm;
+  if (full) ch->want_drain = 1;
+  lua_pushinteger(L, (lua_Integer)queued);
+  lua_pushboolean(L, full);
+  return 2;
+}
+
+/* ch:flush(): write what is queued now rather than before the next poll. */
+static int channel_flush_method(lua_State* L) {
+  brood_channel_t* ch = check_channel(L);
+  unschedule_flush(ch);
+  int err = channel_flush(ch, NULL, LUA_NOREF);
+  if (err != 0) return brood__push_error(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int channel_queued(lua_State* L) {
+  lua_pushinteger(L, (lua_Integer)queued_bytes(check_channel(L)));
+  return 1;
+}
+
+/* ch:on_drain(fn): fn() once the queue empties after a "full" send. */
+static int channel_on_drain(lua_State* L) {
+  brood_channel_t* ch = check_channel(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  brood__set_ref(L, 2, &ch->drain_ref);
+  return 0;
+}
+
+/* ----- reading ------------------------------------------------------------- */
+
+static void channel_alloc_cb(uv_handle_t* handle, size_t suggested,
+                             uv_buf_t* buf) {
+  brood_channel_t* ch = (brood_channel_t*)handle->data;
+  (void)suggested;
+  if (brood__buf_reserve(&ch->in, READ_CHUNK) != 0) {
+    buf->base = NULL;
+    buf->len = 0;  /* libuv reports UV_ENOBUFS */
+    return;
+  }
+  buf->base = ch->in.data + ch->in.len;
+  buf->len = ch->in.cap - ch->in.len;
+}
+
+/* Report a failure to Lua: on_message(nil, code, message). */
+static void channel_report(brood_channel_t* ch, const char* code,
+                           const char* msg) {
+  brood_loop_t* loop = ch->h.loop;
+  uv_read_stop((uv_stream_t*)&ch->pipe);
+  ch->reading = 0;
+  if (!brood__push_ref(loop, ch->h.cb_ref)) return;
+  lua_pushnil(loop->L);
+  lua_pushstring(loop->L, code);
+  lua_pushstring(loop->L, msg);
+  brood__call(loop, 3);
+}
+
+/* Accept the handle that came with a frame of `kind` and push it (a
+** brood stream; a server for kind 1), or push nil and return -1. */
+static int accept_handle(brood_channel_t* ch, int kind, lua_State* L) {
+  uv_pipe_t* pipe = &ch->pipe;
+  if (uv_pipe_pending_count(pipe) == 0) return -1;
+  uv_handle_type type = uv_pipe_pending_type(pipe);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->h.self_ref);
+  lua_getiuservalue(L, -1, 1);  /* the loop userdata */
+  lua_remove(L, -2);
+  int loop_idx = lua_gettop(L);
+  int err;
+  if (kind == 1) {
+    err = brood__server_accept_from(L, loop_idx, (uv_stream_t*)pipe, type);
+  } else {
+    brood_stream_t* s = brood__stream_new(L, loop_idx);
+    if (type == UV_TCP) err = uv_tcp_init(&ch->h.loop->uv, &s->u.tcp);
+    else err = uv_pipe_init(&ch->h.loop->uv, &s->u.pipe, 0);
+    if (err == 0) {
+      brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.stream);
+      err = uv_accept((uv_stream_t*)pipe, &s->u.stream);
+      if (err != 0) brood__handle_close(&s->h);
+    } else {
+      brood__handle_abort(L, &s->h);
+    }
+  }
+  lua_remove(L, loop_idx);
+  if (err != 0) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+/* Decode and deliver every complete frame in the input buffer. */
+static void channel_parse(brood_channel_t* ch) {
+  brood_loop_t* loop = ch->h.loop;
+  while (ch->reading && ch->h.state == BROOD_OPEN) {
+    size_t avail = ch->in.len - ch->in_pos;
+    if (avail < FRAME_HEADER) break;
+    const unsigned char* p = (const unsigned char*)ch->in.data + ch->in_pos;
+    size_t body = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) |
+                  ((size_t)p[2] << 8) | p[3];
+    int kind = p[4];
+    if (body > ch->max_message) {
+      char msg[128];
+      snprintf(msg, sizeof(msg), "the peer sent a message of %zu bytes, "
+               "over max_message_size (%zu)", body, ch->max_message);
+      channel_report(ch, "EMSGSIZE", msg);
+      return;
+    }
+    if (kind > KIND_MAX) {
+      channel_report(ch, "EBADMSG", "the peer sent a frame of unknown kind");
+      return;
+    }
+    if (avail < FRAME_HEADER + body) {
+      /* Make room for the whole frame once: the rest is read into it. */
+      if (ch->in_pos > 0) {
+        memmove(ch->in.data, ch->in.data + ch->in_pos, avail);
+        ch->in.len = avail;
+        ch->in_pos = 0;
+      }
+      if (brood__buf_reserve(&ch->in, FRAME_HEADER + body - avail) != 0)
+        channel_report(ch, "ENOMEM", "out of memory for a message");
+      return;
+    }
+    if (!brood__push_ref(loop, ch->h.cb_ref)) return;
+    lua_State* L = loop->L;
+    const char* err = brood__decode(L, (const char*)p + FRAME_HEADER, body);
+    if (err != NULL) {
+      lua_pop(L, 1);
+      char msg[160];
+      snprintf(msg, sizeof(msg), "the peer sent malformed MessagePack: %s",
+               err);
+      channel_report(ch, "EBADMSG", msg);
+      return;
+    }
+    ch->in_pos += FRAME_HEADER + body;
+    if (kind != 0 && accept_handle(ch, kind, L) != 0) lua_pushnil(L);
+    brood__call(loop, kind != 0 ? 2 : 1);
+  }
+  /* keep only the unparsed tail; give back a big buffer once drained */
+  if (ch->in_pos > 0) {
+    size_t rest = ch->in.len - ch->in_pos;
+    memmove(ch->in.data, ch->in.data + ch->in_pos, rest);
+    ch->in.len = rest;
+    ch->in_pos = 0;
+  }
+  if (ch->in.len == 0 && ch->in.cap > 4 * READ_CHUNK) brood__buf_free(&ch->in);
+}
+
+static void channel_read_cb(uv_stream_t* stream, ssize_t nread,
+                            const uv_buf_t* buf) {
+  brood_channel_t* ch = (brood_channel_t*)stream->data;
+  (void)buf;
+  if (nread > 0) {
+    ch->in.len += (size_t)nread;
+    channel_parse(ch);
+    return;
+  }
+  if (nread == 0) return;
+  size_t partial = ch->in.len - ch->in_pos;
+  if (nread == UV_EOF && partial > 0) {
+    channel_report(ch, "EBADMSG",
+                   "the peer closed the channel in the middle of a message");
+    return;
+  }
+  channel_report(ch, nread == UV_EOF ? "EOF" : brood__err_name((int)nread),
+                 nread == UV_EOF ? "channel closed" : uv_strerror((int)nread));
+}
+
+/* ch:read_start(on_message) -> true | nil, msg, code */
+static int channel_read_start(lua_State* L) {
+  brood_channel_t* ch = check_channel(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  brood__set_ref(L, 2, &ch->h.cb_ref);
+  if (!ch->reading) {
+    int err = uv_read_start((uv_stream_t*)&ch->pipe, channel_alloc_cb,
+                            channel_read_cb);
+    if (err != 0) return brood__push_error(L, err);
+    ch->reading = 1;
+    /* Frames may wait in the buffer from before a read_stop: deliver them
+    ** from the loop, never before this returns. */
+    if (ch->in.len > ch->in_pos) {
+      ch->parse_pending = 1;
+      schedule_flush(ch);
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int channel_read_stop(lua_State* L) {
+  brood_channel_t* ch = check_channel(L);
+  uv_read_stop((uv_stream_t*)&ch->pipe);
+  ch->reading = 0;
+  return 0;
+}
+
+/* ----- life cycle ------------------------------------------------------------ */
+
+static void channel_release(brood_handle_t* h) {
+  brood_channel_t* ch = (brood_channel_t*)h;
+  unschedule_flush(ch);
+  brood__buf_free(&ch->in);
+  brood__buf_free(&ch->out);
+  if (!h->loop->torn_down) {
+    for (int i = 0; i < ch->n_out_cbs; i++)
+      brood__unref(h->loop->main, &ch->out_cbs[i]);
+    brood__unref(h->loop->main, &ch->drain_ref);
+  }
+  free(ch->out_cbs);
+  ch->out_cbs = NULL;
+}
+
+typedef struct {
+  uv_shutdown_t req;
+  brood_channel_t* ch;
+  int cb_ref;
+} channel_shutdown_t;
+
+static void channel_shutdown_cb(uv_shutdown_t* req, int status) {
+  channel_shutdown_t* sd = (channel_shutdown_t*)req->data;
+  brood_channel_t* ch = sd->ch;
+  brood_loop_t* loop = ch->h.loop;
+  (void)status;
+  if (!loop->torn_down) {
+    if (ch->h.state == BROOD_OPEN) {
+      ch->h.close_ref = sd->cb_ref;  /* runs once closed */
+      sd->cb_ref = LUA_NOREF;
+      brood__handle_close(&ch->h);
+    }
+    brood__unref(loop->main, &sd->cb_ref);
+  }
+  free(sd);
+}
+
+/* ch:disconnect([cb]): stop reading, write everything queued, send EOF,
+** then close; cb() once closed. */
+static int channel_disconnect(lua_State* L) {
+  brood_channel_t* ch = check_channel(L);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  uv_read_stop((uv_stream_t*)&ch->pipe);
+  ch->reading = 0;
+  unschedule_flush(ch);
+  channel_flush(ch, NULL, LUA_NOREF);
+  channel_shutdown_t* sd = (channel_shutdown_t*)malloc(sizeof(*sd));
+  if (sd == NULL) return luaL_error(L, "brood: out of memory");
+  sd->ch = ch;
+  sd->req.data = sd;
+  sd->cb_ref = LUA_NOREF;
+  int err = uv_shutdown(&sd->req, (uv_stream_t*)&ch->pipe,
+                        channel_shutdown_cb);
+  if (err != 0) {
+    free(sd);
+    brood__set_ref(L, 2, &ch->h.close_ref);
+    brood__handle_close(&ch->h);  /* the peer is gone already */
+  } else {
+    brood__set_ref(L, 2, &sd->cb_ref);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.channel_open(loop, fd, max_message_size, hwm) -> channel |
+** nil, msg, code. The channel owns fd from then on. */
+static int channel_open(lua_State* L) {
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  lua_Integer max = luaL_checkinteger(L, 3);
+  lua_Integer hwm = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 2, "invalid fd");
+  luaL_argcheck(L, max > 0 && max <= UINT32_MAX, 3, "out of range");
+  luaL_argcheck(L, hwm > 0, 4, "must be positive");
+  brood_channel_t* ch = (brood_channel_t*)brood__handle_new(
+      L, 1, sizeof(brood_channel_t), BROOD_CHANNEL_MT);
+  ch->max_message = (size_t)max;
+  ch->hwm = (size_t)hwm;
+  ch->drain_ref = LUA_NOREF;
+  ch->h.release = channel_release;
+  uv_pipe_init(&ch->h.loop->uv, &ch->pipe, 1);
+  brood__handle_opened(L, &ch->h, (uv_handle_t*)&ch->pipe);
+  /* A forked script inherits it at a fixed number: keep it from its own
+  ** children. */
+  fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+  int err = uv_pipe_open(&ch->pipe, (uv_file)fd);
+  if (err != 0) {
+    brood__handle_close(&ch->h);
+    return brood__push_error(L, err);
+  }
+  return 1;
+}
+
+static int channel_fileno(lua_State* L) {
+  uv_os_fd_t fd;
+  int err = uv_fileno((uv_handle_t*)&check_channel(L)->pipe, &fd);
+  if (err != 0) return brood__push_error(L, err);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+void brood__channel_open(lua_State* L) {
+  static const luaL_Reg methods[] = {
+    {"send", channel_send},
+    {"flush", channel_flush_method},
+    {"queued", channel_queued},
+    {"on_drain", channel_on_drain},
+    {"read_start", channel_read_start},
+    {"read_stop", channel_read_stop},
+    {"disconnect", channel_disconnect},
+    {"fileno", channel_fileno},
+    {NULL, NULL}
+  };
+  brood__newclass(L, BROOD_CHANNEL_MT, methods, NULL);
+  lua_pushcfunction(L, channel_open);
+  lua_setfield(L, -2, "channel_open");
+}
+
+/* TEMPORARY until net.c lands: no server adoption. */
+__attribute__((weak)) int brood__server_accept_from(lua_State* L, int loop_idx,
+                                                   uv_stream_t* ipc,
+                                                   uv_handle_type type) {
+  (void)L; (void)loop_idx; (void)ipc; (void)type;
+  return UV_ENOTSUP;
+}
