@@ -45,15 +45,23 @@ function Emitter:once(event, fn)
 end
 
 --- Remove fn from `event` (all listeners of `event` when fn is nil).
+-- An owner may set `_on_listen(self, event)` and `_on_unlisten(self,
+-- event)` to hear of each listener added and removed.
 function Emitter:off(event, fn)
   local list = self._events and self._events[event]
   if list == nil then return self end
+  local hook = self._on_unlisten
   if fn == nil then
     self._events[event] = nil
+    if hook then for _ = 1, #list do hook(self, event) end end
     return self
   end
   for i = #list, 1, -1 do
-    if list[i].fn == fn then table.remove(list, i) break end
+    if list[i].fn == fn then
+      table.remove(list, i)
+      if hook then hook(self, event) end
+      break
+    end
   end
   return self
 end
@@ -79,13 +87,19 @@ function Emitter:emit(event, ...)
     return false
   end
   local n = #list
+  if n == 1 and not list[1].once then  -- the common case: no copy
+    list[1].fn(...)
+    return true
+  end
   local snapshot = table.move(list, 1, n, 1, {})
+  local hook = self._on_unlisten
   for i = 1, n do
     local l = snapshot[i]
     if l.once then
       for j = 1, #list do
         if list[j] == l then table.remove(list, j) break end
       end
+      if hook then hook(self, event) end
     end
     l.fn(...)
   end
