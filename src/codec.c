@@ -81,7 +81,6 @@ static inline int buf_append(brood_buf_t* b, const char* bytes, size_t len) {
 typedef struct {
   lua_State* L;
   brood_buf_t* b;
-  int marks;                /* stack index of the array-mark set */
   int depth;
   const void* path[BROOD_CODEC_MAX_DEPTH];  /* tables being encoded */
   const char* err;
@@ -123,10 +122,14 @@ static int utf8_valid(const unsigned char* s, size_t len) {
 
 static int encode_value(encoder_t* e, int idx);
 
+/* Did brood.array mark the table at idx? (Asked only of empty tables and
+** tables that are not plain sequences, so the set is fetched lazily.) */
 static int is_marked(encoder_t* e, int idx) {
-  lua_pushvalue(e->L, idx);
-  int marked = lua_rawget(e->L, e->marks) != LUA_TNIL;
-  lua_pop(e->L, 1);
+  lua_State* L = e->L;
+  lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MARKS);
+  lua_pushvalue(L, idx);
+  int marked = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
   return marked;
 }
 
@@ -148,9 +151,10 @@ static int keys_are_sequence(lua_State* L, int idx, lua_Unsigned n) {
 
 static int encode_array_part(encoder_t* e, int idx, lua_Unsigned n) {
   int rc = brood_mp_array(e->b, (size_t)n);
+  int slot = lua_gettop(e->L) + 1;
   for (lua_Unsigned i = 1; rc == 0 && i <= n; i++) {
     lua_rawgeti(e->L, idx, (lua_Integer)i);
-    rc = encode_value(e, lua_gettop(e->L));
+    rc = encode_value(e, slot);
     lua_pop(e->L, 1);
   }
   return rc;
@@ -166,11 +170,11 @@ static int encode_map(encoder_t* e, int idx) {
   b->len += 5;
   size_t count = 0;
   int rc = 0;
+  int key = lua_gettop(L) + 1;  /* lua_next leaves key, value there */
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
-    int top = lua_gettop(L);
-    rc = encode_value(e, top - 1);
-    if (rc == 0) rc = encode_value(e, top);
+    rc = encode_value(e, key);
+    if (rc == 0) rc = encode_value(e, key + 1);
     lua_pop(L, 1);
     if (rc != 0) {
       lua_pop(L, 1);  /* the key */
@@ -225,14 +229,15 @@ static int encode_table(encoder_t* e, int idx) {
     /* Fast path: traversal yields 1, 2, ... n and then ends. */
     rc = brood_mp_array(e->b, (size_t)n);
     lua_Integer expect = 1;
+    int key = lua_gettop(L) + 1;
     lua_pushnil(L);
     while (rc == 0 && lua_next(L, idx) != 0) {
-      if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) != expect) {
+      if (!lua_isinteger(L, key) || lua_tointeger(L, key) != expect) {
         lua_pop(L, 2);
         expect = -1;
         break;
       }
-      rc = encode_value(e, lua_gettop(L));
+      rc = encode_value(e, key + 1);
       lua_pop(L, 1);
       expect++;
       if (rc != 0) lua_pop(L, 1);  /* the key */
@@ -307,11 +312,10 @@ const char* brood__encode(lua_State* L, int idx, brood_buf_t* b) {
   e.b = b;
   e.depth = 0;
   e.err = NULL;
+  int top = lua_gettop(L);
   luaL_checkstack(L, 8, "brood: encoding");
-  lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MARKS);
-  e.marks = lua_gettop(L);
   int rc = encode_value(&e, idx);
-  lua_settop(L, e.marks - 1);
+  lua_settop(L, top);
   if (rc != 0) {
     b->len = before;
     return e.err != NULL ? e.err : "out of memory";
@@ -520,7 +524,7 @@ static int codec_encode(lua_State* L) {
   brood_buf_t* b = (brood_buf_t*)lua_touserdata(L, lua_upvalueindex(1));
   b->len = 0;
   const char* err = brood__encode(L, 1, b);
-  if (err != NULL) return luaL_error(L, "brood.msgpack.encode: %s", err);
+  if (err != NULL) return luaL_argerror(L, 1, err);
   lua_pushlstring(L, b->data, b->len);
   if (b->cap > 1024 * 1024) brood__buf_free(b);  /* do not hoard */
   return 1;

@@ -9,21 +9,13 @@ local Error = require "brood.error"
 local M = {}
 local marks = core.array_marks
 
-function M.encode(v)
-  local ok, s = pcall(core.msgpack_encode, v)
-  if not ok then
-    error(("bad argument #1 to 'encode' (%s)"):format(
-      (tostring(s):gsub("^brood%.msgpack%.encode: ", ""))), 2)
-  end
-  return s
-end
+-- encode is the C function itself: it raises "bad argument #1 to
+-- 'encode' (...)" on its own, and a Lua wrapper would cost a call.
+M.encode = core.msgpack_encode
 
+local decode = core.msgpack_decode
 function M.decode(s)
-  if type(s) ~= "string" then
-    error(("bad argument #1 to 'decode' (string expected, got %s)")
-          :format(type(s)), 2)
-  end
-  local v, msg, code = core.msgpack_decode(s)
+  local v, msg, code = decode(s)
   if msg ~= nil then
     return nil, Error.new({message = msg, code = code}), code
   end
