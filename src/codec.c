@@ -533,7 +533,8 @@ static int codec_encode(lua_State* L) {
 /* core.msgpack_decode(s) -> value | nil, msg, "EBADMSG" */
 static int codec_decode(lua_State* L) {
   size_t len;
-  const char* s = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 1, LUA_TSTRING);  /* not a number made into a string */
+  const char* s = lua_tolstring(L, 1, &len);
   lua_settop(L, 1);
   const char* err = brood__decode(L, s, len);
   if (err != NULL) {
