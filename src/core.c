@@ -4,7 +4,10 @@
 ** process-wide signal dispositions brood relies on.
 */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "private.h"
 
@@ -28,6 +31,16 @@ int luaopen_brood_core(lua_State* L) {
   struct sigaction sa;
   if (sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
     signal(SIGCHLD, SIG_DFL);
+
+  /* A host started with fd 0, 1 or 2 closed would hand that number to the
+  ** loop's own fds, which libuv refuses to close later (an abort): fill
+  ** the gaps with /dev/null first, as Node.js does. */
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int null_fd = open("/dev/null", O_RDWR);
+      if (null_fd >= 0 && null_fd != fd) close(null_fd);
+    }
+  }
 
   lua_newtable(L);
   brood__loop_open(L);  /* first: the default loop is finalized last */

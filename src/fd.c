@@ -12,10 +12,31 @@
 
 #include "private.h"
 
+/* A new fd may get number 0, 1 or 2 when the process runs with those
+** closed; libuv refuses to close such an fd (it asserts), and a child's
+** stdio plumbing expects the parent's stdio there. Move both fds of a pair
+** to 3 and up. Returns 0, or -errno with both fds closed. */
+static int fd_above_stdio(int fds[2]) {
+  for (int i = 0; i < 2; i++) {
+    if (fds[i] > 2) continue;
+    int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+    if (moved < 0) {
+      int err = errno;
+      close(fds[0]);
+      close(fds[1]);
+      return -err;
+    }
+    close(fds[i]);
+    fds[i] = moved;
+  }
+  return 0;
+}
+
 /* core.pipe() -> read_fd, write_fd | nil, msg, code */
 static int fd_pipe(lua_State* L) {
-  int fds[2];
+  int fds[2], err;
   if (pipe2(fds, O_CLOEXEC) != 0) return brood__push_error(L, -errno);
+  if ((err = fd_above_stdio(fds)) != 0) return brood__push_error(L, err);
   lua_pushinteger(L, fds[0]);
   lua_pushinteger(L, fds[1]);
   return 2;
@@ -23,9 +44,10 @@ static int fd_pipe(lua_State* L) {
 
 /* core.socketpair() -> fd, fd | nil, msg, code (for "duplex" and "ipc") */
 static int fd_socketpair(lua_State* L) {
-  int fds[2];
+  int fds[2], err;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     return brood__push_error(L, -errno);
+  if ((err = fd_above_stdio(fds)) != 0) return brood__push_error(L, err);
   lua_pushinteger(L, fds[0]);
   lua_pushinteger(L, fds[1]);
   return 2;

@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -131,6 +132,40 @@ CHILD_CODE static void child_close_fds(const launch_t* a) {
     if (fd != a->errfd) close(fd);
 }
 
+/* A stdio fd that came from a libuv stream (a brood stream given as a
+** stdio entry) is a non-blocking pipe, and O_NONBLOCK belongs to the open
+** file description, which the parent's loop shares and relies on. Give
+** the child a blocking description of its own for the same pipe, through
+** /proc/self/fd, so that it gets no EAGAIN and the parent's fd is left
+** alone. (Opened non-blocking so a FIFO open cannot wait for a peer.)
+** Sockets cannot be reopened: they stay as they are. */
+CHILD_CODE static void child_own_blocking_pipes(const launch_t* a) {
+  for (int i = 0; i < a->nstdio; i++) {
+    struct stat st;
+    int flags = fcntl(i, F_GETFL);
+    if (flags < 0 || !(flags & O_NONBLOCK)) continue;
+    if (fstat(i, &st) < 0 || !S_ISFIFO(st.st_mode)) continue;
+    char path[32] = "/proc/self/fd/";
+    char digits[12];
+    int n = 0, len = 14;
+    unsigned v = (unsigned)i;
+    do {
+      digits[n++] = (char)('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0) path[len++] = digits[--n];
+    path[len] = '\0';
+    int fd = open(path, (flags & (O_ACCMODE | O_APPEND)) | O_NONBLOCK |
+                        O_CLOEXEC);
+    if (fd < 0) continue;  /* no peer yet (ENXIO): leave it */
+    int own = fcntl(fd, F_GETFL);
+    if (own < 0 || fcntl(fd, F_SETFL, own & ~O_NONBLOCK) < 0 ||
+        dup2(fd, i) < 0)
+      child_fail(a, STEP_DUP, errno);
+    close(fd);
+  }
+}
+
 CHILD_CODE static int child_main(void* arg) {
   const launch_t* a = (const launch_t*)arg;
   int i;
@@ -173,6 +208,7 @@ CHILD_CODE static int child_main(void* arg) {
       child_fail(a, STEP_DUP, errno);
     }
   }
+  child_own_blocking_pipes(a);
   child_close_fds(a);
 
   if (a->cwd != NULL && chdir(a->cwd) < 0) child_fail(a, STEP_CHDIR, errno);

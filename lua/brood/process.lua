@@ -35,7 +35,7 @@ local DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 function M.split_args(fname, args, opts, opts_pos)
   if opts == nil and type(args) == "table" and args[1] == nil and
      next(args) ~= nil then
-    return {}, args  -- (file, opts)
+    return {}, args, 2  -- (file, opts): the options are argument #2
   end
   if args ~= nil and type(args) ~= "table" then
     check.fail(fname, 2, ("args table expected, got %s"):format(type(args)))
@@ -263,21 +263,42 @@ function M.launch(fname, n, lp, spec, policy, on_exit)
   return proc, pid, parent
 end
 
+-- Caller mistakes are found deep in this module and in brood.check, whose
+-- error levels count from there: re-raise them at the caller of the
+-- public function (level 3 from here: this, the public function, its
+-- caller), as error(msg, 2) in that function would. Anything else is a
+-- bug in brood and keeps its own position.
+local function raise_at_caller(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "string" then
+    local msg = e:match("^[^\n]-:%d+: (bad argument #%d+ to .*)$")
+    if msg then error(msg, 3) end
+  end
+  error(e, 0)
+end
+M.raise_at_caller = raise_at_caller
+
+local function start(file, args, opts, on_exit)
+  local a, o, n = M.split_args("spawn", args, opts)
+  n = n or 3
+  o = check.options("spawn", n, o, M.SPAWN_OPTIONS)
+  local spec, policy = M.prepare("spawn", file, a, o, n)
+  return spec, policy, M.launch("spawn", n, core_loop, spec, policy, on_exit)
+end
+
 --- brood.spawn(file, args?, opts?) -> child | nil, err, code
 function M.spawn(file, args, opts)
-  local a, o = M.split_args("spawn", args, opts)
-  o = check.options("spawn", 3, o, M.SPAWN_OPTIONS)
-  local spec, policy = M.prepare("spawn", file, a, o, 3)
   local child = setmetatable({
-    spawnfile = policy.spawnfile, spawnargs = policy.spawnargs,
     killed = false, connected = false, stdio = {},
-    _kill_signal = policy.kill_signal, _kill_grace = policy.kill_grace,
-    _leads_group = spec.detached or spec.group,
     _open_streams = 0, _close_waiters = {},
   }, Child)
-  local proc, pid, parent = M.launch("spawn", 3, core_loop, spec, policy,
-    function(...) child:_on_exit(...) end)
+  local spec, policy, proc, pid, parent = raise_at_caller(pcall(start,
+    file, args, opts, function(...) child:_on_exit(...) end))
   if not proc then return nil, pid, parent end
+  child.spawnfile, child.spawnargs = policy.spawnfile, policy.spawnargs
+  child._kill_signal, child._kill_grace = policy.kill_signal, policy.kill_grace
+  child._leads_group = spec.detached or spec.group
   child._proc, child.pid = proc, pid
   for i, p in pairs(parent) do
     if p then
@@ -345,7 +366,9 @@ end
 -- whole process tree. False (and nothing sent) once the child has exited.
 function Child:kill(sig, opts)
   local num = loop.signum("kill", 1, sig or "SIGTERM")
-  if opts ~= nil then check.options("kill", 2, opts, {tree = "boolean"}) end
+  if opts ~= nil then
+    raise_at_caller(pcall(check.options, "kill", 2, opts, {tree = "boolean"}))
+  end
   if self._exited or self._proc == nil then return false end
   local ok, msg, code
   if opts and opts.tree then

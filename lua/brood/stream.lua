@@ -118,7 +118,14 @@ function Stream:_on_read(chunk, code)
   self._eof_waiters = {}
   for i = 1, #waiters do waiters[i]() end
   self:_maybe_end()
-  if self._shut then self:_close_handle() end
+  if self._shut then
+    self:_close_handle()
+  elseif not self._ending and not self.closed then
+    -- The peer is done ("duplex"): end our side too once the queued
+    -- writes are out, as Node's sockets do (allowHalfOpen = false);
+    -- else the stream, and so the child's "close", would wait forever.
+    self:close()
+  end
 end
 
 function Stream:_maybe_end()
@@ -130,7 +137,8 @@ function Stream:_maybe_end()
 end
 
 function Stream:_flow()
-  while self._flowing and not self.closed do
+  -- after EOF the fd is closed but the buffer still holds data to deliver
+  while self._flowing do
     local chunk = self:_shift()
     if chunk == nil then break end
     self:emit("data", chunk)
@@ -387,6 +395,7 @@ end
 function Stream:destroy()
   self._ending = true
   self._shut = true
+  self._buf, self._bhead, self._btail, self._buffered = {}, 1, 0, 0
   self:_close_handle()
   return self
 end

@@ -1,0 +1,357 @@
+-- Signalling children (DESIGN §4, §9): kill, tree kill, <close>, cleanup
+-- when the host dies.
+
+local H = require "spec.helper"
+local brood, core = H.brood, H.core
+
+--- Wait until pid has n descendants; returns them.
+local function descendants(pid, n)
+  local list
+  assert.is_true(H.run_until(function()
+    list = core.descendants(pid)
+    return #list >= n
+  end), "the child's own children did not start")
+  return list
+end
+
+--- Start `brood -e code` (the host under test); returns the host child.
+local function host(code, opts)
+  return assert(brood.spawn(H.host, {"-e", code}, opts))
+end
+
+describe("child:kill", function()
+  H.guard()
+
+  it("sends SIGTERM by default, returns true and sets killed at once",
+     function()
+    local c = assert(brood.spawn("sleep", {"100"}))
+    assert.is_false(c.killed)
+    assert.is_true(c:kill())
+    assert.is_true(c.killed)
+    assert.same({nil, "SIGTERM"}, {c:wait()})
+    assert.is_nil(c.exit_code)
+    assert.equal("SIGTERM", c.signal_code)
+  end)
+
+  it("takes signal names and numbers", function()
+    local a = assert(brood.spawn("sleep", {"100"}))
+    local b = assert(brood.spawn("sleep", {"100"}))
+    assert.is_true(a:kill("SIGKILL"))
+    assert.is_true(b:kill(2))
+    assert.same({nil, "SIGKILL"}, {a:wait()})
+    assert.same({nil, "SIGINT"}, {b:wait()})
+  end)
+
+  it("a signal the child handles is not a kill", function()
+    local c = assert(brood.spawn("sh", {"-c",
+      "trap 'echo got-usr1; exit 5' USR1; echo ready; while :; do sleep 0.01; done"}))
+    assert.equal("ready\n", c.stdout:read())
+    assert.is_true(c:kill("SIGUSR1"))
+    assert.equal("got-usr1\n", c.stdout:read())
+    assert.same({5, nil}, {c:wait()})
+  end)
+
+  it("after exit returns false and sends nothing", function()
+    local c = assert(brood.spawn("true"))
+    c:wait()
+    assert.is_false(c:kill())
+    assert.is_false(c:kill("SIGKILL", {tree = true}))
+    assert.is_false(c.killed)
+    assert.same({0, nil}, {c.exit_code, c.signal_code})
+  end)
+
+  it("raises for an unknown signal or option", function()
+    local c = assert(brood.spawn("sleep", {"100"}))
+    local ok, err = pcall(c.kill, c, "SIGFOO")
+    assert.is_false(ok)
+    assert.equal("bad argument #1 to 'kill' (unknown signal 'SIGFOO')", err)
+    ok, err = pcall(c.kill, c, "SIGTERM", {tre = true})
+    assert.is_false(ok)
+    assert.equal("bad argument #2 to 'kill' (unknown option 'tre')", err)
+    ok, err = pcall(c.kill, c, 65)
+    assert.is_false(ok)
+    assert.equal("bad argument #1 to 'kill' (unknown signal '65')", err)
+    assert.is_false(c.killed)
+    c:kill("SIGKILL")
+    c:wait()
+  end)
+
+  it("brood.kill(pid, sig) signals any pid; ESRCH for none", function()
+    local c = assert(brood.spawn("sleep", {"100"}))
+    assert.is_true(brood.kill(c.pid, 0))
+    assert.is_true(brood.kill(c.pid, "SIGKILL"))
+    assert.same({nil, "SIGKILL"}, {c:wait()})
+    local ok, err, code = brood.kill(c.pid, 0)
+    assert.is_nil(ok)
+    assert.equal("ESRCH", code)
+    assert.equal("ESRCH", err.code)
+    local ok2, err2 = pcall(brood.kill, "1")
+    assert.is_false(ok2)
+    assert.equal("bad argument #1 to 'kill' (integer pid expected, got string)",
+                 err2)
+  end)
+
+  describe("{tree = true}", function()
+    it("kills the child's descendants too", function()
+      local c = assert(brood.spawn("sh", {"-c", "sleep 100 & sleep 100; :"}))
+      local kids = descendants(c.pid, 2)
+      assert.equal(2, #kids)
+      assert.is_true(c:kill("SIGTERM", {tree = true}))
+      assert.same({nil, "SIGTERM"}, {c:wait()})
+      for _, pid in ipairs(kids) do
+        assert.is_true(H.gone(pid, 3000), "descendant " .. pid .. " lives")
+      end
+    end)
+
+    it("kills grandchildren several levels down", function()
+      local c = assert(brood.spawn("sh", {"-c",
+        "sh -c 'sh -c \"sleep 100; :\"; :' & sleep 100; :"}))
+      local kids = descendants(c.pid, 4)
+      c:kill("SIGKILL", {tree = true})
+      c:wait()
+      for _, pid in ipairs(kids) do
+        assert.is_true(H.gone(pid, 3000), "descendant " .. pid .. " lives")
+      end
+    end)
+
+    it("kills the process group of a group = true child", function()
+      local c = assert(brood.spawn("sh", {"-c", "sleep 100 & sleep 100; :"},
+                                   {group = true}))
+      local kids = descendants(c.pid, 2)
+      assert.is_true(c:kill("SIGTERM", {tree = true}))
+      assert.same({nil, "SIGTERM"}, {c:wait()})
+      for _, pid in ipairs(kids) do
+        assert.is_true(H.gone(pid, 3000), "descendant " .. pid .. " lives")
+      end
+    end)
+
+    it("reaches group members whose parent already died", function()
+      -- the middle shell exits at once: its sleep is re-parented away
+      local c = assert(brood.spawn("sh", {"-c",
+        "sh -c 'sleep 100 & echo $!' ; sleep 100; :"}, {group = true}))
+      local orphan = tonumber(c.stdout:read())
+      assert.is_true(H.alive(orphan))
+      c:kill("SIGKILL", {tree = true})
+      c:wait()
+      assert.is_true(H.gone(orphan, 3000))
+    end)
+
+    it("without tree only the child dies", function()
+      -- (stdio ignored: the sleeps would hold the pipes, and wait() with them)
+      local c = assert(brood.spawn("sh", {"-c", "sleep 100 & sleep 100; :"},
+                                   {stdio = "ignore"}))
+      local kids = descendants(c.pid, 2)
+      c:kill("SIGKILL")
+      c:wait()
+      for _, pid in ipairs(kids) do
+        assert.is_true(H.alive(pid))
+        brood.kill(pid, "SIGKILL")
+        assert.is_true(H.gone(pid))
+      end
+    end)
+  end)
+
+  describe("<close>", function()
+    it("kills and reaps the child when the scope ends", function()
+      local ref
+      do
+        local c <close> = assert(brood.spawn("sleep", {"100"}))
+        ref = c
+      end
+      assert.is_true(ref.killed)
+      assert.equal("SIGTERM", ref.signal_code)
+      assert.is_false(H.alive(ref.pid))
+      assert.is_true(ref.stdout.closed)
+      assert.is_true(ref.stdin.closed)
+    end)
+
+    it("kills the whole tree", function()
+      local ref, kids
+      do
+        local c <close> = assert(brood.spawn("sh", {"-c",
+          "sleep 100 & sleep 100; :"}))
+        ref = c
+        kids = descendants(c.pid, 2)
+      end
+      assert.equal("SIGTERM", ref.signal_code)
+      for _, pid in ipairs(kids) do
+        assert.is_true(H.gone(pid, 3000), "descendant " .. pid .. " lives")
+      end
+    end)
+
+    it("uses SIGKILL after kill_grace for a child that ignores SIGTERM",
+       function()
+      local ref, kids
+      do
+        local c <close> = assert(brood.spawn("sh", {"-c",
+          'trap "" TERM; echo ready; sleep 100; :'}, {kill_grace = 200}))
+        ref = c
+        assert.equal("ready\n", c.stdout:read())
+        kids = descendants(c.pid, 1)
+      end
+      assert.is_true(ref.killed)
+      assert.equal("SIGKILL", ref.signal_code)
+      assert.is_true(H.gone(kids[1], 3000))
+    end)
+
+    it("uses kill_signal first", function()
+      local ref
+      do
+        local c <close> = assert(brood.spawn("sleep", {"100"},
+                                             {kill_signal = "SIGINT"}))
+        ref = c
+      end
+      assert.equal("SIGINT", ref.signal_code)
+    end)
+
+    it("works inside a task", function()
+      local t = brood.go(function()
+        local c <close> = assert(brood.spawn("sleep", {"100"}))
+        brood.sleep(10)
+        return c
+      end)
+      local c = t:wait()
+      assert.equal("SIGTERM", c.signal_code)
+      assert.is_false(H.alive(c.pid))
+    end)
+
+    it("on an error leaving the scope", function()
+      local ref
+      local ok, err = pcall(function()
+        local c <close> = assert(brood.spawn("sleep", {"100"}))
+        ref = c
+        error("scope failed", 0)
+      end)
+      assert.is_false(ok)
+      assert.equal("scope failed", err)
+      assert.equal("SIGTERM", ref.signal_code)
+    end)
+
+    it("leaves a child that already exited as it was", function()
+      local ref
+      do
+        local c <close> = assert(brood.spawn("sh", {"-c", "exit 9"}))
+        c:wait()
+        ref = c
+      end
+      assert.is_false(ref.killed)
+      assert.equal(9, ref.exit_code)
+    end)
+  end)
+end)
+
+describe("cleanup", function()
+  H.guard()
+
+  local SPAWN_SLEEP = [[
+    local brood = require "brood"
+    local c = assert(brood.spawn("sleep", {"100"}, %s))
+    io.stdout:write(c.pid, "\n")
+    io.stdout:flush()
+  ]]
+
+  it("a host killed with SIGKILL takes its children along", function()
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore'}") ..
+                   "brood.sleep(100000)")
+    local pid = tonumber(h.stdout:read())
+    assert.is_true(H.alive(pid))
+    assert.is_true(brood.kill(h.pid, "SIGKILL"))
+    assert.same({nil, "SIGKILL"}, {h:wait()})
+    assert.is_true(H.gone(pid, 1000))
+  end)
+
+  it("a host whose script fails leaves no child", function()
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore'}") ..
+                   "error('script failed')")
+    local pid = tonumber(h.stdout:read())
+    assert.same({1, nil}, {h:wait()})
+    assert.matches("script failed", h.stderr:read_all())
+    assert.is_true(H.gone(pid, 1000))
+  end)
+
+  it("a host whose loop callback fails leaves no child", function()
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore'}") ..
+                   "brood.set_timeout(10, function() error('callback failed') end)")
+    local pid = tonumber(h.stdout:read())
+    assert.same({1, nil}, {h:wait()})
+    assert.matches("callback failed", h.stderr:read_all())
+    assert.is_true(H.gone(pid, 1000))
+  end)
+
+  it("a host stopped by SIGTERM signals its children first", function()
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore'}") ..
+                   "brood.sleep(100000)")
+    local pid = tonumber(h.stdout:read())
+    h:kill("SIGTERM")
+    h:wait()
+    assert.is_true(H.gone(pid, 1000))
+  end)
+
+  it("uses the child's kill_signal", function()
+    -- the child reports which signal ended it through a file
+    local path = H.tmpfile("")
+    local h = host(([[
+      local brood = require "brood"
+      local c = assert(brood.spawn("sh", {"-c",
+        "trap 'echo INT > %s; exit 0' INT; echo ready; " ..
+        "while :; do sleep 0.01; done"}, {kill_signal = "SIGINT"}))
+      c.stdout:read()
+      io.stdout:write(c.pid, "\n")
+      io.stdout:flush()
+      brood.sleep(100000)
+    ]]):format(path))
+    local pid = tonumber(h.stdout:read())
+    brood.kill(h.pid, "SIGKILL")
+    h:wait()
+    assert.is_true(H.gone(pid, 1000))
+    local f = assert(io.open(path))
+    local got = f:read("a")
+    f:close()
+    os.remove(path)
+    assert.equal("INT\n", got)
+  end)
+
+  it("does not touch detached children", function()
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore', detached = true}") ..
+                   "error('script failed')")
+    local pid = tonumber(h.stdout:read())
+    assert.same({1, nil}, {h:wait()})
+    -- given time to die, it does not
+    assert.is_false(H.run_until(function() return not H.alive(pid) end, 300))
+    assert.is_true(brood.kill(pid, "SIGKILL"))
+    assert.is_true(H.gone(pid))
+  end)
+
+  it("does not touch detached children of a SIGKILLed host", function()
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore', detached = true}") ..
+                   "brood.sleep(100000)")
+    local pid = tonumber(h.stdout:read())
+    brood.kill(h.pid, "SIGKILL")
+    h:wait()
+    assert.is_false(H.run_until(function() return not H.alive(pid) end, 300))
+    assert.is_true(brood.kill(pid, "SIGKILL"))
+    assert.is_true(H.gone(pid))
+  end)
+
+  it("cleanup = false leaves the child running", function()
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore', cleanup = false}") ..
+                   "brood.sleep(100000)")
+    local pid = tonumber(h.stdout:read())
+    brood.kill(h.pid, "SIGKILL")
+    h:wait()
+    assert.is_false(H.run_until(function() return not H.alive(pid) end, 300))
+    assert.is_true(brood.kill(pid, "SIGKILL"))
+    assert.is_true(H.gone(pid))
+  end)
+
+  it("a host that ends normally waits for its children", function()
+    local h = host([[
+      local brood = require "brood"
+      local c = assert(brood.spawn("sh", {"-c", "sleep 0.05; echo child-done"},
+                                   {stdio = {"ignore", "inherit", "inherit"}}))
+      c:on("exit", function(code) print("exit", code) end)
+    ]])
+    assert.equal("child-done\nexit\t0\n", h.stdout:read_all())
+    assert.same({0, nil}, {h:wait()})
+  end)
+end)
