@@ -382,3 +382,118 @@ describe("brood.msgpack", function()
       "bad argument #1 to 'decode' (string expected, got number)")
   end)
 end)
+
+describe("handle passing", function()
+  H.guard()
+  local HANDLES = H.fixtures .. "/ipc_handles.lua"
+
+  local function fork_handles()
+    local child = assert(brood.fork(HANDLES))
+    assert.are.equal("ready", child:recv())
+    return child
+  end
+
+  it("a TCP server arrives listening and accepts there", function()
+    local server = brood.net.create_server()
+    assert(server:listen(0, "127.0.0.1"))
+    local port = server:address().port
+    local child = fork_handles()
+    local sent
+    child:send("serve", server, function(err) sent = err or true end)
+    local r = child:recv()
+    assert.are.same({kind = "server", listening = true}, r)
+    assert.is_true(sent)
+    server:close()  -- only the child accepts from now on
+    local socket = brood.net.connect(port, "127.0.0.1")
+    assert(socket:wait_connect())
+    assert.are.equal("served by the worker\n", socket:read_all())
+    socket:destroy()
+    child:send("stop")
+    assert.are.equal(0, child:wait())
+  end)
+
+  it("a TCP socket arrives usable; the sender's copy closes", function()
+    local server = brood.net.create_server()
+    assert(server:listen(0, "127.0.0.1"))
+    local accepted
+    server:on("connection", function(s) accepted = s end)
+    local client = brood.net.connect(server:address().port, "127.0.0.1")
+    assert(client:wait_connect())
+    H.run_until(function() return accepted ~= nil end)
+    local child = fork_handles()
+    child:send("greet", accepted)
+    assert.are.same({kind = "greeted"}, child:recv())
+    assert.are.equal("hello from the worker\n", client:read_all())
+    H.run_until(function() return accepted.closed end)
+    assert.is_true(accepted.closed)
+    client:destroy()
+    server:close()
+    child:send("stop")
+    child:wait()
+  end)
+
+  it("keep_open keeps the sender's socket open", function()
+    local server = brood.net.create_server()
+    assert(server:listen(0, "127.0.0.1"))
+    local accepted
+    server:on("connection", function(s) accepted = s end)
+    local client = brood.net.connect(server:address().port, "127.0.0.1")
+    assert(client:wait_connect())
+    H.run_until(function() return accepted ~= nil end)
+    local child = fork_handles()
+    local written
+    child:send("other", accepted, {keep_open = true},
+               function() written = true end)
+    assert.are.same({other = "other", has_handle = true}, child:recv())
+    H.run_until(function() return written end)
+    assert.is_false(accepted.closed)
+    accepted:destroy()
+    client:destroy()
+    server:close()
+    child:send("stop")
+    child:wait()
+  end)
+
+  it("a unix socket arrives as a stream and reads what was written",
+     function()
+    local path = os.tmpname()
+    os.remove(path)
+    local server = brood.net.create_server()
+    assert(server:listen(path))
+    local accepted
+    server:on("connection", function(s) accepted = s end)
+    local client = brood.net.connect(path)
+    assert(client:wait_connect())
+    H.run_until(function() return accepted ~= nil end)
+    local child = fork_handles()
+    child:send("read", accepted)
+    client:close("through a passed unix socket")
+    assert.are.same({got = "through a passed unix socket"}, child:recv())
+    server:close()
+    child:send("stop")
+    child:wait()
+  end)
+
+  it("delivers a handle even when the sender disconnects at once",
+     function()
+    local server = brood.net.create_server()
+    assert(server:listen(0, "127.0.0.1"))
+    local child = assert(brood.fork(HANDLES, {}, {silent = true}))
+    assert.are.equal("ready", child:recv())
+    child:send("serve", server)
+    child:disconnect()
+    -- the child got it, then saw the channel close, said so and ended
+    assert.are.equal("had the server\n", child.stdout:read_all())
+    assert.are.equal(0, child:wait())
+    server:close()
+  end)
+
+  it("raises for something that is not a handle", function()
+    local child = fork_handles()
+    assert.has_error(function() child:send("x", {}) end,
+      "bad argument #2 to 'send' (a brood.net server or socket, or a pipe " ..
+      "stream expected)")
+    child:send("stop")
+    child:wait()
+  end)
+end)

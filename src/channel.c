@@ -313,7 +313,8 @@ static void channel_alloc_cb(uv_handle_t* handle, size_t suggested,
   buf->len = ch->in.cap - ch->in.len;
 }
 
-/* Report a failure to Lua: on_message(nil, code, message). */
+/* Report a failure to Lua: on_message(nil, code, message) (told from a
+** frame with a handle by the string in second place). */
 static void channel_report(brood_channel_t* ch, const char* code,
                            const char* msg) {
   brood_loop_t* loop = ch->h.loop;
@@ -403,8 +404,15 @@ static void channel_parse(brood_channel_t* ch) {
       return;
     }
     ch->in_pos += FRAME_HEADER + body;
-    if (kind != 0 && accept_handle(ch, kind, L) != 0) lua_pushnil(L);
-    brood__call(loop, kind != 0 ? 2 : 1);
+    if (kind == 0) {
+      brood__call(loop, 1);
+      continue;
+    }
+    /* on_message(msg, handle, kind); handle is nil if it could not be
+    ** taken (the peer sent no fd): the message is still delivered. */
+    if (accept_handle(ch, kind, L) != 0) lua_pushnil(L);
+    lua_pushinteger(L, kind);
+    brood__call(loop, 3);
   }
   /* keep only the unparsed tail; give back a big buffer once drained */
   if (ch->in_pos > 0) {
@@ -582,10 +590,3 @@ void brood__channel_open(lua_State* L) {
   lua_setfield(L, -2, "channel_open");
 }
 
-/* TEMPORARY until net.c lands: no server adoption. */
-__attribute__((weak)) int brood__server_accept_from(lua_State* L, int loop_idx,
-                                                   uv_stream_t* ipc,
-                                                   uv_handle_type type) {
-  (void)L; (void)loop_idx; (void)ipc; (void)type;
-  return UV_ENOTSUP;
-}

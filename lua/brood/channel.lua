@@ -8,8 +8,8 @@
 -- "message" listener drain later: no message is dropped. The channel keeps
 -- the loop alive only while a "message" listener or a recv() waits.
 -- @module brood.channel
-local core = require "brood.core"
 local loop = require "brood.loop"
+local stream = require "brood.stream"
 local Error = require "brood.error"
 
 local M = {}
@@ -27,14 +27,32 @@ end
 -- Frame kinds for handles (docs/wire-format.md).
 local KIND = {server = 1, tcp = 2, pipe = 3}
 
--- The frame kind and core handle of something given to send().
+local net_module
+local function net()
+  net_module = net_module or require("brood.net")
+  return net_module
+end
+
+-- The frame kind and core handle of something given to send(): a
+-- brood.net server, or a stream (TCP socket, unix socket or pipe).
 local function handle_kind(handle)
   if type(handle) ~= "table" then return nil end
-  if handle._server ~= nil then return KIND.server, handle._server end
+  local mt = getmetatable(handle)
+  if mt == net().Server then
+    if handle._h == nil then return nil end  -- not listening
+    return KIND.server, handle._h
+  end
+  if mt ~= stream.Stream or handle.closed then return nil end
   local h = handle._h
-  if h == nil or type(handle.fileno) ~= "function" then return nil end
-  if handle.closed then return nil end
-  return handle._kind == "tcp" and KIND.tcp or KIND.pipe, h
+  local name = h.getsockname and h:getsockname()
+  return type(name) == "table" and KIND.tcp or KIND.pipe, h
+end
+
+-- What a received handle becomes: a server, or a socket (a duplex Stream).
+local function adopt(h, kind)
+  if h == nil then return nil end
+  if kind == KIND.server then return net().adopt_server(h) end
+  return net().adopt_socket(h)
 end
 
 -- ----- the mixin ------------------------------------------------------------
@@ -81,7 +99,10 @@ function Mixin:_ch_ref(delta)
 end
 
 function Mixin:_ch_frame(n, msg, a, b)
-  if n == 3 then return self:_ch_failed(a, b) end
+  if n == 3 then
+    if type(a) == "string" then return self:_ch_failed(a, b) end
+    a = adopt(a, b)
+  end
   local waiters = self._ch_waiters
   if #waiters > 0 then
     table.remove(waiters, 1)(msg, a)
