@@ -235,7 +235,7 @@ static int channel_send(lua_State* L) {
   const char* err = brood__encode(L, 2, out);
   if (err != NULL) {
     out->len = start;
-    return luaL_error(L, "cannot send this message: %s", err);
+    return luaL_argerror(L, 2, err);  /* "bad argument #1 to 'send'" */
   }
   size_t body = out->len - start - FRAME_HEADER;
   if (body > ch->max_message) {

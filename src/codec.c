@@ -249,10 +249,16 @@ static int encode_table(encoder_t* e, int idx) {
       rc = encode_array_part(e, idx, n);
     else
       rc = encode_map(e, idx);
-  } else if (is_marked(e, idx)) {
-    rc = brood_mp_array(e->b, 0);
   } else {
-    rc = encode_map(e, idx);
+    /* No border at 1: a map, unless it is empty and brood.array marked
+    ** it (asked only then: the mark lookup costs). */
+    lua_pushnil(L);
+    int empty = lua_next(L, idx) == 0;
+    if (!empty) lua_pop(L, 2);
+    if (empty && is_marked(e, idx))
+      rc = brood_mp_array(e->b, 0);
+    else
+      rc = encode_map(e, idx);
   }
 done:
   e->depth--;

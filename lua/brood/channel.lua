@@ -67,15 +67,25 @@ function M.attach(owner, ch, on_closed)
   owner._ch_queue, owner._ch_qhead, owner._ch_qtail = {}, 1, 0
   owner._ch_waiters = {}
   owner._ch_refs = 0
+  owner._ch_listeners = 0  -- "message" listeners
   owner._ch_on_closed = on_closed
   for k, v in pairs(Mixin) do owner[k] = v end
   ch:unref()
   ch:on_drain(function() owner:emit("drain") end)
-  ch:read_start(function(...) owner:_ch_frame(select("#", ...), ...) end)
+  -- core calls back (msg) for a message, (msg, handle, kind) for one with
+  -- a handle, (nil, code, text) when the channel failed or ended
+  ch:read_start(function(msg, a, b)
+    if a == nil and owner._ch_listeners > 0 and #owner._ch_waiters == 0 and
+       owner._ch_qhead > owner._ch_qtail then
+      return owner:emit("message", msg)  -- the common case, straight
+    end
+    owner:_ch_frame(msg, a, b)
+  end)
   local hook = owner._on_listen
   owner._on_listen = function(self, event)
     if hook then hook(self, event) end
     if event == "message" then
+      self._ch_listeners = self._ch_listeners + 1
       self:_ch_ref(1)
       if self._ch_qhead <= self._ch_qtail then defer(self._ch_flush, self) end
     end
@@ -83,7 +93,10 @@ function M.attach(owner, ch, on_closed)
   local unhook = owner._on_unlisten
   owner._on_unlisten = function(self, event)
     if unhook then unhook(self, event) end
-    if event == "message" then self:_ch_ref(-1) end
+    if event == "message" then
+      self._ch_listeners = self._ch_listeners - 1
+      self:_ch_ref(-1)
+    end
   end
   return owner
 end
@@ -98,15 +111,14 @@ function Mixin:_ch_ref(delta)
   elseif before > 0 and self._ch_refs == 0 then ch:unref() end
 end
 
-function Mixin:_ch_frame(n, msg, a, b)
-  if n == 3 then
-    if type(a) == "string" then return self:_ch_failed(a, b) end
-    a = adopt(a, b)
-  end
+function Mixin:_ch_frame(msg, a, b)
+  if type(a) == "string" then return self:_ch_failed(a, b) end
+  if a ~= nil then a = adopt(a, b) end
   local waiters = self._ch_waiters
   if #waiters > 0 then
     table.remove(waiters, 1)(msg, a)
-  elseif self:listener_count("message") > 0 then
+  elseif self:listener_count("message") > 0 and
+         self._ch_qhead > self._ch_qtail then  -- nothing queued before it
     self:emit("message", msg, a)
   else
     local t = self._ch_qtail + 1
@@ -161,6 +173,13 @@ end
 -- cb(err) once the message is written. After disconnect: false, and
 -- ERR_IPC_CHANNEL_CLOSED to cb or else an "error" event, once.
 function Mixin:send(msg, handle, opts, cb)
+  if handle == nil and opts == nil and cb == nil and self.connected then
+    local queued, full, code = self._ch:send(msg)  -- the common case
+    if queued ~= nil then return not full end
+    local err = Error.new({message = full, code = code})
+    defer(function() self:emit("error", err) end)
+    return false
+  end
   if cb == nil and opts == nil and type(handle) == "function" then
     handle, cb = nil, handle
   elseif cb == nil and type(opts) == "function" then
@@ -198,11 +217,7 @@ function Mixin:send(msg, handle, opts, cb)
       end
     end
   end
-  local ok, queued, full, code = pcall(ch.send, ch, msg, kind, h, cb)
-  if not ok then
-    error(("bad argument #1 to 'send' (%s)"):format(
-      tostring(queued):gsub("^.-cannot send this message: ", "")), 2)
-  end
+  local queued, full, code = ch:send(msg, kind, h, cb)
   if queued == nil then
     local err = Error.new({message = full, code = code})
     if cb then defer(cb, err)
