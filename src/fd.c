@@ -42,12 +42,24 @@ static int fd_pipe(lua_State* L) {
   return 2;
 }
 
-/* core.socketpair() -> fd, fd | nil, msg, code (for "duplex" and "ipc") */
+/* core.socketpair([bufsize]) -> fd, fd | nil, msg, code (for "duplex"
+** and the IPC channel). bufsize asks the kernel for socket buffers that
+** large (it caps them at net.core.[rw]mem_max): fewer wake-ups per large
+** message. */
 static int fd_socketpair(lua_State* L) {
   int fds[2], err;
+  lua_Integer bufsize = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, bufsize >= 0 && bufsize <= INT32_MAX, 1, "out of range");
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     return brood__push_error(L, -errno);
   if ((err = fd_above_stdio(fds)) != 0) return brood__push_error(L, err);
+  if (bufsize > 0) {
+    int size = (int)bufsize;
+    for (int i = 0; i < 2; i++) {  /* best effort: a refusal is harmless */
+      (void)setsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+      (void)setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    }
+  }
   lua_pushinteger(L, fds[0]);
   lua_pushinteger(L, fds[1]);
   return 2;

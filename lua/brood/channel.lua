@@ -19,6 +19,8 @@ local pack, unpack, select = table.pack, table.unpack, select
 
 M.DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 M.HIGH_WATER_MARK = 1024 * 1024
+-- Socket buffers asked of the kernel for a channel (it may give less).
+M.SOCKET_BUFFER = 4 * 1024 * 1024
 
 local function closed_error()
   return Error.new({message = "Channel closed", code = "ERR_IPC_CHANNEL_CLOSED"})

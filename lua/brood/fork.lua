@@ -77,7 +77,7 @@ function M.fork(module_path, args, opts)
     ipc_at = #stdio + 1
     stdio[ipc_at] = "ipc"
   end
-  local mine, theirs, code = core.socketpair()
+  local mine, theirs, code = core.socketpair(channel.SOCKET_BUFFER)
   if not mine then
     return nil, require("brood.error").from_core("fork", theirs, code), code
   end
