@@ -34,6 +34,22 @@ describe("luarocks make rockspec/brood-scm-1.rockspec", function()
     assert.are.equal(("brood 0.1.0\n%s/share/lua/5.4/brood/init.lua\n" ..
                       "%s/lib/lua/5.4/brood/core.so\n"):format(tree, tree), out)
 
+    -- under plain lua5.4, brood.fork starts the host installed beside the
+    -- module (the tree's bin/brood), which finds the modules by itself
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write('require("brood").parent:send(arg[-1] or "?")\n')
+    f:close()
+    out = assert(brood.exec_file_sync("lua5.4", {"-e", ([[
+      local brood = require "brood"
+      local child = assert(brood.fork(%q))
+      print((child:recv()))
+      print(child:wait())
+    ]]):format(script)}, {extend_env = {LUA_PATH = lua_path,
+                                         LUA_CPATH = lua_cpath}}))
+    os.remove(script)
+    assert.are.equal(tree .. "/bin/brood\n0\tnil\n", out)
+
     -- the host in the tree's bin/ finds the installed modules by itself
     local host = tree .. "/bin/brood"
     assert.are.equal("1\n", assert(brood.exec_file_sync(host,

@@ -32,10 +32,12 @@ function M.host_path()
   if core.host then return assert(core.exepath()) end
   local so = package.searchpath("brood.core", package.cpath)
   if so then
-    local dir = so:match("^(.*)/brood/[^/]*$") or "."
-    for _, rel in ipairs({"/../../../bin/brood", "/../brood", "/../../bin/brood"}) do
-      if exists(dir .. rel) then return dir .. rel end
-    end
+    -- <tree>/lib/lua/5.4/brood/core.so -> <tree>/bin/brood (LuaRocks);
+    -- <build>/lib/brood/core.so -> <build>/brood (this project's build)
+    local tree = so:match("^(.*)/lib/lua/5%.4/brood/[^/]*$")
+    local build = so:match("^(.*)/lib/brood/[^/]*$")
+    if tree and exists(tree .. "/bin/brood") then return tree .. "/bin/brood" end
+    if build and exists(build .. "/brood") then return build .. "/brood" end
   end
   return "brood"  -- PATH
 end
