@@ -309,6 +309,49 @@ describe("the IPC channel", function()
     finish(child)
   end)
 
+  it("keeps a child alive only while it listens or waits", function()
+    local idle = assert(brood.fork(H.fixtures .. "/ipc_idle.lua"))
+    assert.are.equal(0, idle:wait())  -- ended by itself, never disconnected
+    local listening = assert(brood.fork(H.fixtures .. "/ipc_idle.lua",
+                                        {"listen"}))
+    brood.sleep(100)
+    assert.is_true(listening.connected)
+    assert.is_nil(listening.exit_code)  -- still there, waiting
+    listening:send("hi")
+    assert.are.same({got = "hi"}, listening:recv())
+    assert.are.equal(0, listening:wait())  -- listener gone: it ended
+  end)
+
+  it("a sender that respects backpressure keeps its queue bounded",
+     function()
+    local child = fork_echo({silent = true})
+    local payload = ("z"):rep(MiB)
+    local sent, peak, done = 0, 0, false
+    local function pump()
+      while sent < 64 do
+        sent = sent + 1
+        local ok = child:send({op = "noop", payload = payload})
+        peak = math.max(peak, child._ch:queued())
+        if not ok then
+          child:once("drain", pump)
+          return
+        end
+      end
+      done = true
+    end
+    pump()
+    local replies = 0
+    while replies < 64 do
+      assert.is_table(child:recv())
+      replies = replies + 1
+    end
+    assert.is_true(done)
+    -- never more than the high-water mark plus the message that crossed it
+    assert.is_true(peak <= 1024 * 1024 + MiB + 64,
+                   ("peak queue %d bytes"):format(peak))
+    finish(child)
+  end)
+
   it("speaks with a Python worker written from docs/wire-format.md",
      function()
     local child = assert(brood.fork(H.fixtures .. "/py_worker.py", {},
