@@ -322,6 +322,12 @@ describe("the IPC channel", function()
     assert.are.equal(0, listening:wait())  -- listener gone: it ended
   end)
 
+  it("parent:unref() lets a listening child end; ref() keeps it", function()
+    local child = assert(brood.fork(H.fixtures .. "/ipc_idle.lua",
+                                    {"unref"}))
+    assert.are.equal(0, child:wait())
+  end)
+
   it("a sender that respects backpressure keeps its queue bounded",
      function()
     local child = fork_echo({silent = true})

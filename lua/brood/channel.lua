@@ -72,6 +72,21 @@ function M.attach(owner, ch, on_closed)
   owner._ch_listeners = 0  -- "message" listeners
   owner._ch_on_closed = on_closed
   for k, v in pairs(Mixin) do owner[k] = v end
+  -- ref()/unref() also decide for the channel: kept alive (or not)
+  -- whatever listens. A child's own ref/unref (process, stdio) still run.
+  local own_ref, own_unref = owner.ref, owner.unref
+  owner.ref = function(self)
+    if own_ref then own_ref(self) end
+    self._ch_forced = true
+    self:_ch_ref(0)
+    return self
+  end
+  owner.unref = function(self)
+    if own_unref then own_unref(self) end
+    self._ch_forced = false
+    self:_ch_ref(0)
+    return self
+  end
   ch:unref()
   ch:on_drain(function() owner:emit("drain") end)
   -- core calls back (msg) for a message, (msg, handle, kind) for one with
@@ -103,14 +118,15 @@ function M.attach(owner, ch, on_closed)
   return owner
 end
 
--- Keep the loop alive while someone listens or waits.
+-- Keep the loop alive while someone listens or waits, unless ref() or
+-- unref() said otherwise.
 function Mixin:_ch_ref(delta)
-  local before = self._ch_refs
-  self._ch_refs = before + delta
+  self._ch_refs = self._ch_refs + delta
   local ch = self._ch
   if ch == nil or ch:is_closed() then return end
-  if before == 0 and self._ch_refs > 0 then ch:ref()
-  elseif before > 0 and self._ch_refs == 0 then ch:unref() end
+  local want = self._ch_forced
+  if want == nil then want = self._ch_refs > 0 end
+  if want then ch:ref() else ch:unref() end
 end
 
 function Mixin:_ch_frame(msg, a, b)
