@@ -16,15 +16,9 @@
 
 #include "private.h"
 
-/* A listening socket; its handle cb_ref is the on_connection callback. */
-typedef struct {
-  brood_handle_t h;
-  union {
-    uv_stream_t stream;
-    uv_pipe_t pipe;
-    uv_tcp_t tcp;
-  } u;
-} brood_server_t;
+/* A listening socket: the same box as a stream (a TCP or pipe handle);
+** its handle's cb_ref is the on_connection callback. */
+typedef brood_stream_t brood_server_t;
 
 /* One connect in flight; it pins the callback, not the stream (the
 ** stream is pinned by its own box while open). */

@@ -111,12 +111,7 @@ function Stream:_on_read(chunk, code)
     self.error = stream_error(self, code, "read")
     if self:listener_count("error") > 0 then self:emit("error", self.error) end
   end
-  local readers = self._readers
-  self._readers = {}
-  for i = 1, #readers do readers[i](nil) end
-  local waiters = self._eof_waiters
-  self._eof_waiters = {}
-  for i = 1, #waiters do waiters[i]() end
+  self:_wake_at_eof()
   self:_maybe_end()
   if self._shut then
     self:_close_handle()
@@ -126,6 +121,16 @@ function Stream:_on_read(chunk, code)
     -- else the stream, and so the child's "close", would wait forever.
     self:close()
   end
+end
+
+-- EOF: a pending read() gets nil, a pending read_all() returns.
+function Stream:_wake_at_eof()
+  local readers = self._readers
+  self._readers = {}
+  for i = 1, #readers do readers[i](nil) end
+  local waiters = self._eof_waiters
+  self._eof_waiters = {}
+  for i = 1, #waiters do waiters[i]() end
 end
 
 function Stream:_maybe_end()
@@ -382,12 +387,7 @@ function Stream:_close_handle()
   -- a read() or read_all() waiting for data gets EOF
   if not self._eof then
     self._eof = true
-    local readers = self._readers
-    self._readers = {}
-    for i = 1, #readers do readers[i](nil) end
-    local waiters = self._eof_waiters
-    self._eof_waiters = {}
-    for i = 1, #waiters do waiters[i]() end
+    self:_wake_at_eof()
   end
 end
 
