@@ -43,6 +43,12 @@ describe("brood host", function()
     assert.equal(0, code)
   end)
 
+  it("-e and -l also take their argument in the same word", function()
+    local out, _, code = host({"-ex = 40", "-lstring", "-eprint(x + 2)"})
+    assert.equal("42\n", out)
+    assert.equal(0, code)
+  end)
+
   it("-v prints a version line", function()
     local out, err, code = host({"-v"})
     assert.matches("^brood %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, " ..

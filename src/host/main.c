@@ -160,8 +160,8 @@ static int pmain(lua_State* L) {
       script = i + 1 < argc ? i + 1 : 0;
       break;
     }
-    if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
-      if (++i >= argc) {
+    if ((a[1] == 'e' || a[1] == 'l')) {
+      if (a[2] == '\0' && ++i >= argc) {  /* "-e stat" or "-estat" */
         usage();
         return 0;
       }
@@ -186,14 +186,14 @@ static int pmain(lua_State* L) {
              uv_version_string());
       fflush(stdout);
       ran_something = 1;
-    } else if (strcmp(a, "-e") == 0) {
-      const char* chunk = argv[++i];
+    } else if (a[1] == 'e') {
+      const char* chunk = a[2] != '\0' ? a + 2 : argv[++i];
       ran_something = 1;
       if (report(L, luaL_loadbuffer(L, chunk, strlen(chunk), "=(command line)"))
           != LUA_OK || report(L, docall(L, 0, 0)) != LUA_OK)
         return 0;
-    } else if (strcmp(a, "-l") == 0) {
-      const char* mod = argv[++i];
+    } else if (a[1] == 'l') {
+      const char* mod = a[2] != '\0' ? a + 2 : argv[++i];
       lua_getglobal(L, "require");
       lua_pushstring(L, mod);
       if (report(L, docall(L, 1, 1)) != LUA_OK) return 0;
