@@ -145,12 +145,12 @@ static int loop_close(lua_State* L) {
 ** the kernel, which cost far more than the spin on most machines. The
 ** budget adapts: it doubles while spins find work and halves while they
 ** do not, so a loop that mostly waits soon blocks at once.
-** BROOD_SPIN_US sets the ceiling (default 50; 0 turns spinning off). */
+** BROOD_SPIN_US sets the ceiling (default 100; 0 turns spinning off). */
 static uint64_t spin_ceiling_ns(void) {
   static int64_t ceiling = -1;
   if (ceiling < 0) {
     const char* env = getenv("BROOD_SPIN_US");
-    long us = env != NULL ? strtol(env, NULL, 10) : 50;
+    long us = env != NULL ? strtol(env, NULL, 10) : 100;
     ceiling = us > 0 ? (int64_t)us * 1000 : 0;
   }
   return (uint64_t)ceiling;
