@@ -476,6 +476,7 @@ static int channel_read_stop(lua_State* L) {
 
 static void channel_release(brood_handle_t* h) {
   brood_channel_t* ch = (brood_channel_t*)h;
+  h->loop->spinners--;
   unschedule_flush(ch);
   brood__buf_free(&ch->in);
   brood__buf_free(&ch->out);
@@ -554,6 +555,7 @@ static int channel_open(lua_State* L) {
   ch->h.release = channel_release;
   uv_pipe_init(&ch->h.loop->uv, &ch->pipe, 1);
   brood__handle_opened(L, &ch->h, (uv_handle_t*)&ch->pipe);
+  ch->h.loop->spinners++;  /* released in channel_release */
   /* A forked script inherits it at a fixed number: keep it from its own
   ** children. */
   fcntl((int)fd, F_SETFD, FD_CLOEXEC);

@@ -161,6 +161,9 @@ static int loop_turn(brood_loop_t* loop) {
   uint64_t calls = loop->calls;
   int alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
   if (loop->calls != calls || !alive || loop->stop_requested) return alive;
+  /* Only IPC answers come back that fast; a spawned child, on the other
+  ** hand, starts on this CPU and a spin would delay it. */
+  if (loop->spinners == 0) return uv_run(&loop->uv, UV_RUN_ONCE);
   uint64_t ceiling = spin_ceiling_ns();
   uint64_t start = uv_hrtime();
   while (alive && loop->calls == calls && !loop->stop_requested &&
@@ -168,7 +171,8 @@ static int loop_turn(brood_loop_t* loop) {
     alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
   if (loop->calls != calls || !alive || loop->stop_requested) return alive;
   /* Block. If the wait turns out shorter than the ceiling, spinning would
-  ** have caught it: spin in full next time; else spin half as long. */
+  ** have caught it: spin in full next time; else spin half as long.
+** Spinning happens only while the loop has an IPC channel open. */
   uint64_t blocked = uv_hrtime();
   alive = uv_run(&loop->uv, UV_RUN_ONCE);
   if (uv_hrtime() - blocked < ceiling) loop->spin_ns = ceiling;

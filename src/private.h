@@ -46,6 +46,7 @@ struct brood_loop_s {
   int stop_requested;    /* stop() or an error: run() returns */
   uint64_t calls;        /* Lua callbacks run: progress, for spinning */
   uint64_t spin_ns;      /* current spin budget before blocking */
+  int spinners;          /* open IPC channels: spinning pays only for them */
   uv_prepare_t tick_prepare;  /* runs deferred work right before polling */
   uv_idle_t tick_idle;        /* keeps the poll from blocking meanwhile */
   uv_prepare_t flush_prepare; /* writes the channels' queued frames */
