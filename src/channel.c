@@ -10,9 +10,11 @@
 **
 ** Sending encodes straight from the Lua stack into the channel's output
 ** buffer. Frames queued in one loop turn are written together (by a
-** prepare handle of the loop, before it polls), in writes of up to 64 KiB;
-** a frame with a handle ends the write it belongs to (uv_write2). The
-** buffer is handed to the write request, never copied.
+** prepare handle of the loop, before it polls); once 64 KiB are queued
+** they go out at once, so a large frame is one write of its own size. A
+** frame with a handle ends the write it belongs to (uv_write2). The
+** buffer is handed to the write request (or written at once with
+** uv_try_write when nothing is queued), never copied.
 **
 ** Receiving reads into one input buffer; a frame's length is checked
 ** against max_message_size before room is made for it, and a large frame

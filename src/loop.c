@@ -141,11 +141,13 @@ static int loop_close(lua_State* L) {
 
 /* Before blocking in the poll, spin a little with non-blocking turns:
 ** a peer process that answers within microseconds (IPC ping-pong, a pool
-** worker) is then served without two sleep/wake-up round trips through
-** the kernel, which cost far more than the spin on most machines. The
-** budget adapts: it doubles while spins find work and halves while they
-** do not, so a loop that mostly waits soon blocks at once.
-** BROOD_SPIN_US sets the ceiling (default 100; 0 turns spinning off). */
+** worker) is then served without a sleep and a wake-up through the
+** kernel, which cost far more than the spin on most machines. The budget
+** adapts: after a block that turned out shorter than the ceiling it is
+** the ceiling (spinning would have caught it), after a longer one it
+** halves, so a loop that mostly waits soon blocks at once. Only loops with
+** an IPC channel open spin. BROOD_SPIN_US sets the ceiling (default 100;
+** 0 turns spinning off). */
 static uint64_t spin_ceiling_ns(void) {
   static int64_t ceiling = -1;
   if (ceiling < 0) {
