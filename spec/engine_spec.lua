@@ -284,3 +284,16 @@ describe("spawn engine", function()
     end)
   end)
 end)
+
+describe("a process handle closed before its child was reaped", function()
+  H.guard()
+
+  it("leaves no zombie: the next spawn reaps it", function()
+    local c = assert(brood.spawn("true", {}, {stdio = "ignore"}))
+    c._proc:close()  -- as an embedding that drops a live handle would
+    brood.sleep(50)
+    local d = assert(brood.spawn("true"))
+    d:wait()
+    assert.are.same({}, H.core.zombies())
+  end)
+end)

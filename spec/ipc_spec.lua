@@ -294,19 +294,23 @@ describe("the IPC channel", function()
   end)
 
   it("send returns false past the high-water mark, then drain", function()
-    local child = fork_echo()
+    -- the child stalls its loop: nothing is read, the queue must grow
+    local child = assert(brood.fork(H.fixtures .. "/ipc_idle.lua",
+                                    {"stall"}))
+    assert.are.equal("ready", child:recv())
     local payload = ("y"):rep(256 * 1024)
     local full_at
-    for i = 1, 64 do
+    for i = 1, 256 do
       if not child:send(payload) then full_at = i break end
     end
     assert.is_number(full_at)
     local drained = false
     child:once("drain", function() drained = true end)
-    H.run_until(function() return drained end)
+    H.run_until(function() return drained end, 10000)
     assert.is_true(drained)
-    for _ = 1, full_at do child:recv() end
-    finish(child)
+    for _ = 1, full_at do assert.are.equal(#payload, child:recv()) end
+    child:send("stop")
+    assert.are.equal(0, child:wait())
   end)
 
   it("keeps a child alive only while it listens or waits", function()
@@ -535,6 +539,21 @@ describe("handle passing", function()
     assert.are.equal("had the server\n", child.stdout:read_all())
     assert.are.equal(0, child:wait())
     server:close()
+  end)
+
+  it("a passed fd that is no stream (a file) arrives as nil, no crash",
+     function()
+    local child = assert(brood.fork(H.fixtures .. "/py_worker.py", {},
+                                    {exec_path = "/usr/bin/python3"}))
+    assert.are.equal("python", child:recv().lang)
+    child:send({op = "send-file-fd"})
+    local msg, handle = child:recv()
+    assert.are.equal("a file", msg)
+    assert.is_nil(handle)
+    child:send("still talking")
+    assert.are.equal("still talking", child:recv().echo)
+    child:send({op = "exit"})
+    assert.are.equal(0, child:wait())
   end)
 
   it("raises for something that is not a handle", function()

@@ -724,3 +724,27 @@ describe("deferred callbacks", function()
     assert.equal(0, a:wait())
   end)
 end)
+
+describe("handles going out of scope", function()
+  H.guard()
+
+  it("a <close> handle closes when an error leaves its scope, and the " ..
+     "error is the original one", function()
+    local timer
+    local ok, err = pcall(function()
+      local t <close> = core.timer_new(core.default_loop)
+      timer = t
+      error("original failure", 0)
+    end)
+    assert.is_false(ok)
+    assert.equal("original failure", err)
+    assert.is_true(timer:is_closed())
+  end)
+end)
+
+describe("brood.kill and pid ranges", function()
+  it("rejects a pid beyond pid_t instead of signalling a group", function()
+    assert.has_error(function() brood.kill(2 ^ 32 // 1, 0) end)
+    assert.has_error(function() brood.kill((1 << 40) + 1, 0) end)
+  end)
+end)

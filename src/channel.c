@@ -45,6 +45,7 @@ typedef struct {
   int* cbs;           /* registry refs; released in batch_write_cb */
   int ncbs;
   int handle_ref;     /* the handle sent with it, kept alive until written */
+  brood_handle_t* pinned;  /* ...and its block, which may not close before */
 } batch_t;
 
 struct brood_channel_s {
@@ -86,6 +87,7 @@ static void batch_write_cb(uv_write_t* req, int status) {
   batch_t* b = (batch_t*)req->data;
   brood_loop_t* loop = b->loop;
   brood_channel_t* ch = (brood_channel_t*)req->handle->data;
+  if (b->pinned != NULL) brood__handle_unpin(b->pinned);
   if (loop->torn_down) {
     batch_free(b);
     return;
@@ -109,8 +111,9 @@ static void batch_write_cb(uv_write_t* req, int status) {
 
 /* Hand `out` (and its callbacks) to libuv as one write; with send_handle,
 ** the handle's fd travels with it. Returns a libuv error or 0. */
-static int channel_flush(brood_channel_t* ch, uv_stream_t* send_handle,
+static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
                          int handle_ref) {
+  uv_stream_t* send_handle = sent != NULL ? (uv_stream_t*)sent->uv : NULL;
   if (ch->out.len == 0 && send_handle == NULL) return 0;
   uv_stream_t* stream = (uv_stream_t*)&ch->pipe;
   if (send_handle == NULL && ch->n_out_cbs == 0 &&
@@ -136,6 +139,7 @@ static int channel_flush(brood_channel_t* ch, uv_stream_t* send_handle,
   b->cbs = ch->out_cbs;
   b->ncbs = ch->n_out_cbs;
   b->handle_ref = handle_ref;
+  b->pinned = sent;
   b->req.data = b;
   memset(&ch->out, 0, sizeof(ch->out));
   ch->out_cbs = NULL;
@@ -145,6 +149,10 @@ static int channel_flush(brood_channel_t* ch, uv_stream_t* send_handle,
       ? uv_write2(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, send_handle,
                   batch_write_cb)
       : uv_write(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, batch_write_cb);
+  if (sent != NULL) {
+    if (err == 0) brood__handle_pin(sent);  /* unpinned in batch_write_cb */
+    b->pinned = err == 0 ? sent : NULL;
+  }
   if (err != 0) {
     /* Not queued: the callbacks will never run; release them here. */
     for (int i = 0; i < b->ncbs; i++) brood__unref(ch->h.loop->main, &b->cbs[i]);
@@ -156,9 +164,12 @@ static int channel_flush(brood_channel_t* ch, uv_stream_t* send_handle,
 
 static void flush_prepare_cb(uv_prepare_t* prepare) {
   brood_loop_t* loop = (brood_loop_t*)prepare->data;
+  uv_prepare_stop(prepare);
+  /* Callbacks below may schedule again: go on until nothing is left, so
+  ** nothing waits for the next wake-up (unless the loop is stopping). */
+  while (loop->flush_head != NULL && !loop->stop_requested) {
   brood_channel_t* ch = (brood_channel_t*)loop->flush_head;
   loop->flush_head = NULL;
-  uv_prepare_stop(prepare);
   while (ch != NULL) {
     brood_channel_t* next = ch->flush_next;
     ch->flush_next = NULL;
@@ -176,6 +187,9 @@ static void flush_prepare_cb(uv_prepare_t* prepare) {
     }
     ch = next;
   }
+  }
+  if (loop->flush_head != NULL)
+    uv_prepare_start(&loop->flush_prepare, flush_prepare_cb);
 }
 
 static void schedule_flush(brood_channel_t* ch) {
@@ -222,12 +236,14 @@ static int channel_send(lua_State* L) {
   lua_Integer kind = luaL_optinteger(L, 3, 0);
   luaL_argcheck(L, kind >= 0 && kind <= KIND_MAX, 3, "invalid frame kind");
   if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TFUNCTION);
-  uv_stream_t* send_handle = NULL;
+  brood_handle_t* sent = NULL;
   if (kind != 0) {
     const char* mt = luaL_testudata(L, 4, BROOD_SERVER_MT) != NULL
                          ? BROOD_SERVER_MT : BROOD_STREAM_MT;
-    send_handle = (uv_stream_t*)((brood_handle_t*)brood__handle_check(
-        L, 4, mt))->uv;
+    sent = (brood_handle_t*)brood__handle_check(L, 4, mt);
+    uv_os_fd_t fd;
+    int fderr = uv_fileno(sent->uv, &fd);  /* e.g. a server never bound */
+    if (fderr != 0) return brood__push_error(L, fderr);
   }
   brood_buf_t* out = &ch->out;
   size_t start = out->len;
@@ -259,10 +275,10 @@ static int channel_send(lua_State* L) {
     return luaL_error(L, "brood: out of memory");
   }
   int uverr = 0;
-  if (send_handle != NULL) {
+  if (sent != NULL) {
     lua_pushvalue(L, 4);
     int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* unref: batch */
-    uverr = channel_flush(ch, send_handle, handle_ref);
+    uverr = channel_flush(ch, sent, handle_ref);
   } else if (out->len >= WRITE_CHUNK) {
     uverr = channel_flush(ch, NULL, LUA_NOREF);
   } else {
@@ -329,12 +345,28 @@ static void channel_report(brood_channel_t* ch, const char* code,
   brood__call(loop, 3);
 }
 
+static void free_handle_cb(uv_handle_t* handle) {
+  free(handle);
+}
+
 /* Accept the handle that came with a frame of `kind` and push it (a
 ** brood stream; a server for kind 1), or push nil and return -1. */
 static int accept_handle(brood_channel_t* ch, int kind, lua_State* L) {
   uv_pipe_t* pipe = &ch->pipe;
   if (uv_pipe_pending_count(pipe) == 0) return -1;
   uv_handle_type type = uv_pipe_pending_type(pipe);
+  if (type != UV_TCP && type != UV_NAMED_PIPE) {
+    /* A file, a UDP socket...: nothing brood can serve as a stream. Take
+    ** it off the queue (so later frames get their own fds) and close it. */
+    uv_pipe_t* junk = (uv_pipe_t*)malloc(sizeof(*junk));
+    if (junk != NULL && uv_pipe_init(&ch->h.loop->uv, junk, 0) == 0) {
+      uv_accept((uv_stream_t*)pipe, (uv_stream_t*)junk);
+      uv_close((uv_handle_t*)junk, free_handle_cb);
+    } else {
+      free(junk);
+    }
+    return -1;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ch->h.self_ref);
   lua_getiuservalue(L, -1, 1);  /* the loop userdata */
   lua_remove(L, -2);
@@ -365,7 +397,8 @@ static int accept_handle(brood_channel_t* ch, int kind, lua_State* L) {
 /* Decode and deliver every complete frame in the input buffer. */
 static void channel_parse(brood_channel_t* ch) {
   brood_loop_t* loop = ch->h.loop;
-  while (ch->reading && ch->h.state == BROOD_OPEN) {
+  int delivered = 1;  /* 0 once a handler raised: the loop stops for it */
+  while (delivered && ch->reading && ch->h.state == BROOD_OPEN) {
     size_t avail = ch->in.len - ch->in_pos;
     if (avail < FRAME_HEADER) break;
     const unsigned char* p = (const unsigned char*)ch->in.data + ch->in_pos;
@@ -407,14 +440,20 @@ static void channel_parse(brood_channel_t* ch) {
     }
     ch->in_pos += FRAME_HEADER + body;
     if (kind == 0) {
-      brood__call(loop, 1);
+      delivered = brood__call(loop, 1);
       continue;
     }
     /* on_message(msg, handle, kind); handle is nil if it could not be
     ** taken (the peer sent no fd): the message is still delivered. */
     if (accept_handle(ch, kind, L) != 0) lua_pushnil(L);
     lua_pushinteger(L, kind);
-    brood__call(loop, 3);
+    delivered = brood__call(loop, 3);
+  }
+  if (!delivered && ch->in.len > ch->in_pos) {
+    /* A handler raised and the loop stops to raise it: the frames left
+    ** are delivered when it runs again, none is lost. */
+    ch->parse_pending = 1;
+    schedule_flush(ch);
   }
   /* keep only the unparsed tail; give back a big buffer once drained */
   if (ch->in_pos > 0) {
@@ -443,7 +482,7 @@ static void channel_read_cb(uv_stream_t* stream, ssize_t nread,
     return;
   }
   channel_report(ch, nread == UV_EOF ? "EOF" : brood__err_name((int)nread),
-                 nread == UV_EOF ? "channel closed" : uv_strerror((int)nread));
+                 nread == UV_EOF ? "channel closed" : "read failed");
 }
 
 /* ch:read_start(on_message) -> true | nil, msg, code */

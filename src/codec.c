@@ -329,7 +329,7 @@ const char* brood__encode(lua_State* L, int idx, brood_buf_t* b) {
   e.depth = 0;
   e.err = NULL;
   int top = lua_gettop(L);
-  luaL_checkstack(L, 8, "brood: encoding");
+  if (!lua_checkstack(L, 8)) return "Lua stack overflow";
   int rc = encode_value(&e, idx);
   lua_settop(L, top);
   if (rc != 0) {
@@ -378,7 +378,9 @@ static int decode_array(decoder_t* d, size_t n) {
     d->err = "truncated MessagePack data";
     return -1;
   }
-  lua_createtable(L, (int)(n < INT32_MAX ? n : 0), 0);
+  /* The count is the peer's claim: presize for what fits in the bytes
+  ** left, and no more than a modest table; Lua grows it if need be. */
+  lua_createtable(L, (int)(n < 4096 ? n : 4096), 0);
   if (n == 0) {  /* keep it an array across a round trip */
     lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MARKS);
     lua_pushvalue(L, -2);
@@ -399,7 +401,7 @@ static int decode_map(decoder_t* d, size_t n) {
     d->err = "truncated MessagePack data";
     return -1;
   }
-  lua_createtable(L, 0, (int)(n < INT32_MAX ? n : 0));
+  lua_createtable(L, 0, (int)(n < 1024 ? n : 1024));
   for (size_t i = 0; i < n; i++) {
     if (decode_value(d) != 0) return -1;
     if (lua_isnil(L, -1) ||

@@ -96,11 +96,22 @@ static void handle_close_cb(uv_handle_t* uv) {
   free(h);
 }
 
-/* Start closing; idempotent. The block lives until handle_close_cb. */
+/* Start closing; idempotent. The block lives until handle_close_cb. While
+** pinned (a write is sending its fd) the uv_close waits for the unpin. */
 void brood__handle_close(brood_handle_t* h) {
   if (h->state != BROOD_OPEN) return;
   h->state = BROOD_CLOSING;
+  if (h->pins > 0) return;  /* brood__handle_unpin closes it */
   uv_close(h->uv, handle_close_cb);
+}
+
+void brood__handle_pin(brood_handle_t* h) {
+  h->pins++;
+}
+
+void brood__handle_unpin(brood_handle_t* h) {
+  if (--h->pins == 0 && h->state == BROOD_CLOSING && !uv_is_closing(h->uv))
+    uv_close(h->uv, handle_close_cb);
 }
 
 /* Open handle at idx, or raise: methods on a closed handle are mistakes. */
@@ -133,6 +144,14 @@ int brood__handle_close_method(lua_State* L) {
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* __close(h, err): a to-be-closed variable going out of scope (maybe by
+** an error, which arrives as the second argument): close, no callback. */
+static int handle_tbc_close(lua_State* L) {
+  brood_handle_t* h = handle_peek(L);
+  if (h != NULL) brood__handle_close(h);
+  return 0;
 }
 
 /* __gc: reached with a live block only at lua_close (open blocks are
@@ -201,7 +220,7 @@ void brood__newclass(lua_State* L, const char* name, const luaL_Reg* methods,
   };
   static const luaL_Reg common_meta[] = {
     {"__gc", brood__handle_gc},
-    {"__close", brood__handle_close_method},
+    {"__close", handle_tbc_close},
     {"__tostring", brood__handle_tostring},
     {NULL, NULL}
   };

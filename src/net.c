@@ -123,7 +123,7 @@ static void net_connection_cb(uv_stream_t* stream, int status) {
   if (status == 0)
     lua_pushnil(loop->L);
   else
-    lua_pushstring(loop->L, uv_err_name(status));
+    lua_pushstring(loop->L, brood__err_name(status));
   brood__call(loop, 1);
 }
 
@@ -261,7 +261,7 @@ static void net_connect_cb(uv_connect_t* req, int status) {
       if (status == 0)
         lua_pushnil(loop->L);
       else
-        lua_pushstring(loop->L, uv_err_name(status));
+        lua_pushstring(loop->L, brood__err_name(status));
       brood__call(loop, 1);
     }
     brood__unref(loop->main, &c->cb_ref);

@@ -66,6 +66,7 @@ struct brood_handle_s {
   int cb_ref;            /* the handle's Lua callback, or LUA_NOREF */
   int close_ref;         /* callback for close(cb), or LUA_NOREF */
   int detached;          /* set by __gc at lua_close: no Lua in callbacks */
+  int pins;              /* writes sending this handle's fd: close waits */
   void (*release)(brood_handle_t* h);  /* type-specific cleanup, or NULL */
 };
 
@@ -94,6 +95,8 @@ void brood__handle_abort(lua_State* L, brood_handle_t* h);
 void* brood__handle_check(lua_State* L, int idx, const char* mt);
 void brood__handle_opened(lua_State* L, brood_handle_t* h, uv_handle_t* uv);
 void brood__handle_close(brood_handle_t* h);
+void brood__handle_pin(brood_handle_t* h);
+void brood__handle_unpin(brood_handle_t* h);
 void brood__set_ref(lua_State* L, int idx, int* ref);
 void brood__unref(lua_State* L, int* ref);
 int brood__push_ref(brood_loop_t* loop, int ref);

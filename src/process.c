@@ -125,7 +125,7 @@ CHILD_CODE static void child_fail(const launch_t* a, int step, int err) {
 
 CHILD_CODE static void child_close_fds(const launch_t* a) {
   unsigned lo = (unsigned)a->nstdio, ef = (unsigned)a->errfd;
-  if (syscall(SYS_close_range, lo, ef - 1, 0) == 0 &&
+  if ((ef == lo || syscall(SYS_close_range, lo, ef - 1, 0) == 0) &&
       syscall(SYS_close_range, ef + 1, ~0U, 0) == 0)
     return;
   for (int fd = a->nstdio; fd < a->max_fd; fd++)
@@ -212,9 +212,14 @@ CHILD_CODE static int child_main(void* arg) {
   child_close_fds(a);
 
   if (a->cwd != NULL && chdir(a->cwd) < 0) child_fail(a, STEP_CHDIR, errno);
-  if (a->set_gid || a->set_uid) (void)setgroups(0, NULL);  /* best effort */
-  if (a->set_gid && setgid(a->gid) < 0) child_fail(a, STEP_SETGID, errno);
-  if (a->set_uid && setuid(a->uid) < 0) child_fail(a, STEP_SETUID, errno);
+  /* Raw syscalls: glibc's setuid() & co. would broadcast to the threads
+  ** of the process we share memory with (its setxid machinery). */
+  if (a->set_gid || a->set_uid)
+    (void)syscall(SYS_setgroups, 0, NULL);  /* best effort */
+  if (a->set_gid && syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0)
+    child_fail(a, STEP_SETGID, errno);
+  if (a->set_uid && syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
+    child_fail(a, STEP_SETUID, errno);
 
   uint64_t empty = 0;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, NULL, sizeof(empty));
@@ -265,6 +270,34 @@ static void live_add(brood_process_t* p) {
   live_head = p;
 }
 
+/* Children whose handle closed before they were reaped (closed by hand,
+** or with their loop): reaped with WNOHANG at each spawn and each exit, so
+** they do not stay zombies. */
+static pid_t* orphans = NULL;
+static size_t n_orphans = 0, cap_orphans = 0;
+
+static void orphans_reap(void) {
+  for (size_t i = 0; i < n_orphans;) {
+    pid_t r = waitpid(orphans[i], NULL, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR)) {
+      i++;
+    } else {  /* reaped, or not ours any more (ECHILD) */
+      orphans[i] = orphans[--n_orphans];
+    }
+  }
+}
+
+static void orphans_add(pid_t pid) {
+  if (n_orphans == cap_orphans) {
+    size_t cap = cap_orphans ? cap_orphans * 2 : 16;
+    pid_t* grown = (pid_t*)realloc(orphans, cap * sizeof(pid_t));
+    if (grown == NULL) return;  /* it stays a zombie until we exit */
+    orphans = grown;
+    cap_orphans = cap;
+  }
+  orphans[n_orphans++] = pid;
+}
+
 static int send_signal(brood_process_t* p, int sig) {
   if (p->pidfd >= 0)
     return (int)syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0);
@@ -284,6 +317,7 @@ static void process_try_reap(brood_process_t* p) {
   } while (r < 0 && errno == EINTR);
   if (r == 0) return;  /* still running (a SIGCHLD for someone else) */
   p->reaped = 1;
+  if (n_orphans > 0) orphans_reap();
   live_remove(p);
   if (p->pidfd >= 0) uv_poll_stop(&p->w.poll);
   else uv_signal_stop(&p->w.sigchld);
@@ -316,6 +350,7 @@ static void process_sigchld_cb(uv_signal_t* handle, int signum) {
 
 static void process_release(brood_handle_t* h) {
   brood_process_t* p = (brood_process_t*)h;
+  if (!p->reaped && p->pid > 0) orphans_add(p->pid);
   if (!p->reaped) live_remove(p);
   if (p->pidfd >= 0) close(p->pidfd);
   p->pidfd = -1;
@@ -358,8 +393,9 @@ static int opt_int(lua_State* L, const char* key, int* present) {
   int isnum;
   lua_Integer v = lua_tointegerx(L, -1, &isnum);
   *present = !lua_isnil(L, -1);
-  if (*present && !isnum)
-    luaL_error(L, "brood.core.spawn: option '%s' must be an integer", key);
+  if (*present && (!isnum || v < 0 || v > UINT32_MAX - 1))
+    luaL_error(L, "brood.core.spawn: option '%s' must be an integer in "
+                  "0..4294967294", key);
   lua_pop(L, 1);
   return (int)v;
 }
@@ -381,7 +417,10 @@ static char** opt_strings(lua_State* L, const char* key, int* count) {
   }
   if (!lua_istable(L, -1))
     luaL_error(L, "brood.core.spawn: option '%s' must be a table", key);
-  int n = (int)luaL_len(L, -1);
+  lua_Unsigned len = lua_rawlen(L, -1);
+  if (len >= INT32_MAX / sizeof(char*))
+    luaL_error(L, "brood.core.spawn: option '%s' is too long", key);
+  int n = (int)len;
   char** out = (char**)lua_newuserdatauv(L, (n + 1) * sizeof(char*), 0);
   lua_insert(L, -2);  /* scratch below the array: both stay on the stack */
   for (int i = 0; i < n; i++) {
@@ -500,7 +539,10 @@ static int process_spawn(lua_State* L) {
   lua_getfield(L, 2, "stdio");
   if (!lua_istable(L, -1))
     return luaL_error(L, "brood.core.spawn: option 'stdio' must be a table");
-  a.nstdio = (int)luaL_len(L, -1);
+  lua_Unsigned nstdio = lua_rawlen(L, -1);
+  if (nstdio > 1024)
+    return luaL_error(L, "brood.core.spawn: too many stdio entries");
+  a.nstdio = (int)nstdio;
   a.stdio = (int*)lua_newuserdatauv(L, (a.nstdio + 1) * sizeof(int), 0);
   int need_null = 0;
   for (int i = 0; i < a.nstdio; i++) {
@@ -519,6 +561,7 @@ static int process_spawn(lua_State* L) {
   p->pidfd = -1;
   p->h.release = process_release;
   int pidfds = use_pidfds();
+  if (n_orphans > 0) orphans_reap();
   if (!pidfds) {
     /* Watch SIGCHLD before the child exists, so its exit is not missed. */
     uv_signal_init(&loop->uv, &p->w.sigchld);

@@ -86,7 +86,7 @@ static void stream_read_cb(uv_stream_t* stream, ssize_t nread,
     brood__call(loop, 1);
   } else {
     lua_pushnil(loop->L);
-    lua_pushstring(loop->L, uv_err_name((int)nread));
+    lua_pushstring(loop->L, brood__err_name((int)nread));
     brood__call(loop, 2);
   }
 }
@@ -115,7 +115,7 @@ static void stream_write_cb(uv_write_t* req, int status) {
       if (status == 0)
         lua_pushnil(loop->L);
       else
-        lua_pushstring(loop->L, uv_err_name(status));
+        lua_pushstring(loop->L, brood__err_name(status));
       brood__call(loop, 1);
     }
     brood__unref(loop->main, &w->cb_ref);
@@ -164,7 +164,7 @@ static void stream_shutdown_cb(uv_shutdown_t* req, int status) {
       if (status == 0)
         lua_pushnil(loop->L);
       else
-        lua_pushstring(loop->L, uv_err_name(status));
+        lua_pushstring(loop->L, brood__err_name(status));
       brood__call(loop, 1);
     }
     brood__unref(loop->main, &sd->cb_ref);

@@ -24,6 +24,7 @@ static int system_hrtime(lua_State* L) {
 /* core.kill(pid, sig) -> true | nil, msg, code; pid <= 0 addresses groups */
 static int system_kill(lua_State* L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, pid >= INT32_MIN && pid <= INT32_MAX, 1, "pid out of range");
   int sig = brood__signum(L, 2);
   if (kill((pid_t)pid, sig) != 0) return brood__push_error(L, -errno);
   lua_pushboolean(L, 1);
