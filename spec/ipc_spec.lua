@@ -300,10 +300,15 @@ describe("the IPC channel", function()
     assert.are.equal("ready", child:recv())
     local payload = ("y"):rep(256 * 1024)
     local full_at
-    for i = 1, 256 do
+    for i = 1, 2000 do  -- the kernel's buffers hold some MiB first
       if not child:send(payload) then full_at = i break end
     end
     assert.is_number(full_at)
+    -- let the child go on: end the sleep its loop is stuck in (once it is)
+    H.run_until(function() return #H.core.descendants(child.pid) > 0 end)
+    for _, pid in ipairs(H.core.descendants(child.pid)) do
+      brood.kill(pid, "SIGKILL")
+    end
     local drained = false
     child:once("drain", function() drained = true end)
     H.run_until(function() return drained end, 10000)
