@@ -49,6 +49,14 @@ describe("brood host", function()
     assert.equal(0, code)
   end)
 
+  it("puts its SIGTERM cleanup handler back after a script's handler stops",
+     function()
+    local out, _, code = host({F .. "host_signal_restore.lua"})
+    assert.equal("at start\ttrue\nwith handler\ttrue\nafter stop\ttrue\n",
+                 out)
+    assert.equal(0, code)
+  end)
+
   it("-v prints a version line", function()
     local out, err, code = host({"-v"})
     assert.matches("^brood %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, " ..

@@ -116,6 +116,8 @@ const char* brood__err_name(int uverr);
 void brood__timer_open(lua_State* L);
 void brood__signal_open(lua_State* L);
 int brood__signum(lua_State* L, int idx);
+/* From signal.c: called when the last watcher of a signal is gone. */
+extern void (*brood__signal_released)(int signum);
 void brood__stream_open(lua_State* L);
 brood_stream_t* brood__stream_new(lua_State* L, int loop_idx);
 brood_stream_t* brood__stream_check(lua_State* L, int idx);

@@ -59,7 +59,26 @@ static int signal_signame(lua_State* L) {
 typedef struct {
   brood_handle_t h;
   uv_signal_t signal;
+  int signum;  /* started on this signal; 0: not started */
 } brood_signal_t;
+
+/* Watchers started, per signal. When the last watcher of a signal goes,
+** libuv puts back SIG_DFL; the host (which sets this hook) reinstalls its
+** own handler for the signals it handles (cleanup children first). */
+static int started[65];
+void (*brood__signal_released)(int signum) = NULL;
+
+static void signal_forget(brood_signal_t* s) {
+  int signum = s->signum;
+  s->signum = 0;
+  if (signum > 0 && signum < 65 && --started[signum] == 0 &&
+      brood__signal_released != NULL)
+    brood__signal_released(signum);
+}
+
+static void signal_release(brood_handle_t* h) {
+  signal_forget((brood_signal_t*)h);
+}
 
 static void signal_cb(uv_signal_t* handle, int signum) {
   brood_signal_t* s = (brood_signal_t*)handle->data;
@@ -78,6 +97,7 @@ static int signal_new(lua_State* L) {
     brood__handle_abort(L, &s->h);
     return brood__push_error(L, err);
   }
+  s->h.release = signal_release;
   brood__handle_opened(L, &s->h, (uv_handle_t*)&s->signal);
   return 1;
 }
@@ -91,6 +111,11 @@ static int signal_start(lua_State* L) {
   brood__set_ref(L, 3, &s->h.cb_ref);
   int err = uv_signal_start(&s->signal, signal_cb, signum);
   if (err != 0) return brood__push_error(L, err);
+  if (s->signum != signum) {  /* moved from another signal, maybe */
+    signal_forget(s);
+    if (signum > 0 && signum < 65) started[signum]++;
+    s->signum = signum;
+  }
   lua_pushboolean(L, 1);
   return 1;
 }

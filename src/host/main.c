@@ -81,6 +81,20 @@ static void on_fatal_signal(int sig) {
   raise(sig);
 }
 
+static void install_fatal_handler(int sig) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_fatal_signal;
+  sigaction(sig, &sa, NULL);
+}
+
+/* A script's on_signal handler for one of ours was stopped: libuv put back
+** SIG_DFL; put back ours. */
+static void on_signal_released(int sig) {
+  if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP)
+    install_fatal_handler(sig);
+}
+
 /* Look for Lua modules beside the executable first: <prefix>/bin/brood
 ** finds <prefix>/share/lua/5.4, and build/brood in a checkout finds lua/.
 ** First, so that the Lua layer matches the core linked into this host
@@ -224,12 +238,10 @@ static int pmain(lua_State* L) {
 
 int main(int argc, char** argv) {
   if (argv[0] != NULL && argv[0][0] != '\0') progname = argv[0];
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_fatal_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
+  install_fatal_handler(SIGINT);
+  install_fatal_handler(SIGTERM);
+  install_fatal_handler(SIGHUP);
+  brood__signal_released = on_signal_released;
 
   brood__host_mode = 1;
   lua_State* L = luaL_newstate();
