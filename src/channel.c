@@ -144,6 +144,10 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
   memset(&ch->out, 0, sizeof(ch->out));
   ch->out_cbs = NULL;
   ch->n_out_cbs = ch->cap_out_cbs = 0;
+  /* the next frames go into a buffer of a write's size at once, rather
+  ** than one regrown from nothing */
+  (void)brood__buf_reserve(&ch->out, b->buf.len < WRITE_CHUNK
+                                         ? b->buf.len : WRITE_CHUNK);
   uv_buf_t buf = uv_buf_init(b->buf.data, (unsigned int)b->buf.len);
   int err = send_handle != NULL
       ? uv_write2(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, send_handle,
@@ -160,6 +164,14 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
     batch_free(b);
   }
   return err;
+}
+
+static void flush_prepare_cb(uv_prepare_t* prepare);
+
+/* Write what the channels of this loop have queued (loop.c calls it as a
+** run starts, so frames sent before it do not wait behind timers). */
+void brood__channel_flush_pending(brood_loop_t* loop) {
+  if (loop->flush_head != NULL) flush_prepare_cb(&loop->flush_prepare);
 }
 
 static void flush_prepare_cb(uv_prepare_t* prepare) {

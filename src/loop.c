@@ -192,6 +192,7 @@ static int loop_run(lua_State* L) {
     return luaL_error(L, "brood: the loop is already running");
   loop->L = L;
   loop->stop_requested = 0;
+  brood__channel_flush_pending(loop);
   int alive;
   if (mode == 2) {
     alive = uv_run(&loop->uv, UV_RUN_NOWAIT);

@@ -128,9 +128,12 @@ void brood__fd_open(lua_State* L);
 void brood__system_open(lua_State* L);
 void brood__codec_open(lua_State* L);
 
+/* From channel.c */
+void brood__channel_open(lua_State* L);
+void brood__channel_flush_pending(brood_loop_t* loop);
+
 /* From net.c */
 void brood__net_open(lua_State* L);
-void brood__channel_open(lua_State* L);
 /* From net.c: push a server adopting the listening handle pending on an
 ** IPC pipe (handle passing); returns a libuv error or 0. */
 int brood__server_accept_from(lua_State* L, int loop_idx, uv_stream_t* ipc,
