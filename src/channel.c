@@ -93,11 +93,7 @@ static void batch_write_cb(uv_write_t* req, int status) {
     return;
   }
   for (int i = 0; i < b->ncbs; i++) {
-    if (brood__push_ref(loop, b->cbs[i])) {
-      if (status == 0) lua_pushnil(loop->L);
-      else lua_pushstring(loop->L, brood__err_name(status));
-      brood__call(loop, 1);
-    }
+    brood__call_status(loop, b->cbs[i], status);
     brood__unref(loop->main, &b->cbs[i]);
   }
   brood__unref(loop->main, &b->handle_ref);

@@ -80,6 +80,15 @@ int brood__push_ref(brood_loop_t* loop, int ref) {
   return 1;
 }
 
+/* Call the callback at registry ref with (nil) or (error name), if user
+** code may run now: the shape of every request's completion. */
+void brood__call_status(brood_loop_t* loop, int ref, int status) {
+  if (!brood__push_ref(loop, ref)) return;
+  if (status == 0) lua_pushnil(loop->L);
+  else lua_pushstring(loop->L, brood__err_name(status));
+  brood__call(loop, 1);
+}
+
 static void handle_close_cb(uv_handle_t* uv) {
   brood_handle_t* h = (brood_handle_t*)uv->data;
   brood_loop_t* loop = h->loop;

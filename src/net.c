@@ -257,13 +257,7 @@ static void net_connect_cb(uv_connect_t* req, int status) {
   brood_connect_t* c = (brood_connect_t*)req->data;
   brood_loop_t* loop = c->loop;
   if (!loop->torn_down) {
-    if (brood__push_ref(loop, c->cb_ref)) {
-      if (status == 0)
-        lua_pushnil(loop->L);
-      else
-        lua_pushstring(loop->L, brood__err_name(status));
-      brood__call(loop, 1);
-    }
+    brood__call_status(loop, c->cb_ref, status);
     brood__unref(loop->main, &c->cb_ref);
   }
   free(c);

@@ -100,6 +100,7 @@ void brood__handle_unpin(brood_handle_t* h);
 void brood__set_ref(lua_State* L, int idx, int* ref);
 void brood__unref(lua_State* L, int* ref);
 int brood__push_ref(brood_loop_t* loop, int ref);
+void brood__call_status(brood_loop_t* loop, int ref, int status);
 int brood__handle_gc(lua_State* L);
 int brood__handle_close_method(lua_State* L);
 int brood__handle_ref(lua_State* L);

@@ -111,13 +111,7 @@ static void stream_write_cb(uv_write_t* req, int status) {
   brood_write_t* w = (brood_write_t*)req->data;
   brood_loop_t* loop = w->loop;
   if (!loop->torn_down) {
-    if (brood__push_ref(loop, w->cb_ref)) {
-      if (status == 0)
-        lua_pushnil(loop->L);
-      else
-        lua_pushstring(loop->L, brood__err_name(status));
-      brood__call(loop, 1);
-    }
+    brood__call_status(loop, w->cb_ref, status);
     brood__unref(loop->main, &w->cb_ref);
     brood__unref(loop->main, &w->data_ref);
   }
@@ -160,13 +154,7 @@ static void stream_shutdown_cb(uv_shutdown_t* req, int status) {
   brood_shutdown_t* sd = (brood_shutdown_t*)req->data;
   brood_loop_t* loop = sd->loop;
   if (!loop->torn_down) {
-    if (brood__push_ref(loop, sd->cb_ref)) {
-      if (status == 0)
-        lua_pushnil(loop->L);
-      else
-        lua_pushstring(loop->L, brood__err_name(status));
-      brood__call(loop, 1);
-    }
+    brood__call_status(loop, sd->cb_ref, status);
     brood__unref(loop->main, &sd->cb_ref);
   }
   free(sd);
