@@ -403,10 +403,16 @@ static int decode_map(decoder_t* d, size_t n) {
   }
   lua_createtable(L, 0, (int)(n < 1024 ? n : 1024));
   for (size_t i = 0; i < n; i++) {
+    /* Only nil and floats can make bad keys: the format byte tells. */
+    if (need(d, 1) != 0) return -1;
+    unsigned char f = *d->p;
+    if (f == 0xc0) {
+      d->err = "map key is nil or NaN";
+      return -1;
+    }
     if (decode_value(d) != 0) return -1;
-    if (lua_isnil(L, -1) ||
-        (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) !=
-                                           lua_tonumber(L, -1))) {
+    if ((f == 0xca || f == 0xcb) &&
+        lua_tonumber(L, -1) != lua_tonumber(L, -1)) {
       d->err = "map key is nil or NaN";
       return -1;
     }
