@@ -427,6 +427,31 @@ describe("brood.msgpack", function()
       "bad argument #1 to 'encode' (nesting deeper than 128 levels)")
   end)
 
+  it("survives mutated input: a value or nil, err, EBADMSG, never a raise",
+     function()
+    math.randomseed(7)
+    local seeds = {mp.encode({1, 2.5, "x", {a = {b = {1, 2, 3}}}, true}),
+                   mp.encode({k = ("z"):rep(300), n = -1}),
+                   mp.encode({[1] = 1, [3] = 3})}
+    local bad = 0
+    for round = 1, 20000 do
+      local b = {seeds[round % #seeds + 1]:byte(1, -1)}
+      for _ = 1, math.random(1, 4) do
+        b[math.random(1, #b)] = math.random(0, 255)
+      end
+      if round % 3 == 0 then
+        for _ = 1, math.random(1, 5) do table.remove(b) end
+      end
+      local ok, v, err, code = pcall(mp.decode, string.char(table.unpack(b)))
+      assert(ok, v)
+      if v == nil and err ~= nil then
+        assert.are.equal("EBADMSG", code)
+        bad = bad + 1
+      end
+    end
+    assert.is_true(bad > 0)
+  end)
+
   it("returns nil, err, EBADMSG for malformed input", function()
     for _, bad in ipairs({"", "\xc1", "\x92\x01", "\xdd\xff\xff\xff\xff",
                           "\x01\x02", "\xd9\x05ab", "\x81\xc0\x01",
