@@ -64,7 +64,21 @@ describe("brood.fork", function()
     assert.matches("/no/brood", err.message, 1, true)
   end)
 
+  it("a missing script: the host fails, the channel closes, exit 1",
+     function()
+    local child = assert(brood.fork("/no/such/script.lua", {},
+                                    {silent = true}))
+    local m, _, code = child:recv()
+    assert.is_nil(m)
+    assert.are.equal("ERR_IPC_CHANNEL_CLOSED", code)
+    assert.matches("cannot open /no/such/script.lua",
+                   child.stderr:read_all(), 1, true)
+    assert.are.equal(1, child:wait())
+  end)
+
   it("raises for bad arguments", function()
+    assert.has_error(function() brood.array(5) end,
+      "bad argument #1 to 'array' (table expected, got number)")
     assert.has_error(function() brood.fork({}) end,
       "bad argument #1 to 'fork' (module_path must be a string, got table)")
     assert.has_error(function() brood.fork(ECHO, {}, {silnet = true}) end,
