@@ -39,12 +39,9 @@ static int msghandler(lua_State* L) {
 ** the loop and returns 0. */
 int brood__call(brood_loop_t* loop, int nargs) {
   lua_State* L = loop->L;
-  int base = lua_gettop(L) - nargs;
   loop->calls++;
-  lua_pushcfunction(L, msghandler);
-  lua_insert(L, base);
-  int status = lua_pcall(L, nargs, 0, base);
-  lua_remove(L, base);
+  /* the message handler waits in loop_run's frame, pushed once a run */
+  int status = lua_pcall(L, nargs, 0, loop->msgh);
   if (status == LUA_OK) return 1;
   if (loop->error_ref == LUA_NOREF)
     loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -192,6 +189,8 @@ static int loop_run(lua_State* L) {
     return luaL_error(L, "brood: the loop is already running");
   loop->L = L;
   loop->stop_requested = 0;
+  lua_pushcfunction(L, msghandler);
+  loop->msgh = lua_gettop(L);  /* for every brood__call of this run */
   brood__channel_flush_pending(loop);
   int alive;
   if (mode == 2) {
@@ -203,6 +202,7 @@ static int loop_run(lua_State* L) {
   }
   loop->stop_requested = 0;
   loop->L = NULL;
+  lua_settop(L, loop->msgh - 1);
   lua_pushboolean(L, alive);
   if (loop->error_ref == LUA_NOREF) return 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->error_ref);

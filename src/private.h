@@ -38,6 +38,7 @@ struct brood_loop_s {
   uv_loop_t uv;
   lua_State* main;       /* main thread: registry work at any time */
   lua_State* L;          /* thread running the loop; NULL when not running */
+  int msgh;              /* stack index of the message handler on L */
   int error_ref;         /* first error raised by a callback, or LUA_NOREF */
   int tick_ref;          /* Lua function flushing the deferred queue */
   int closing;           /* loop:close() runs: no user callbacks any more */
