@@ -101,12 +101,5 @@ function M.tmpfile(content, mode)
   return path
 end
 
---- Run a Lua snippet with the brood host; returns ok, exit code, output.
-function M.host_run(code_or_file, args, opts)
-  opts = opts or {}
-  local r = brood.spawn_sync(M.host, {"-e", code_or_file, table.unpack(args or {})},
-                             {timeout = opts.timeout or 20000})
-  return r
-end
 
 return M
