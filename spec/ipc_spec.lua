@@ -509,14 +509,22 @@ describe("handle passing", function()
     assert.are.equal(0, child:wait())
   end)
 
-  it("a TCP socket arrives usable; the sender's copy closes", function()
+  -- A server on 127.0.0.1 (or at a unix path), a client connected to it,
+  -- and the server's end of that connection.
+  local function connected_pair(path)
     local server = brood.net.create_server()
-    assert(server:listen(0, "127.0.0.1"))
+    assert(server:listen(path or 0, not path and "127.0.0.1" or nil))
     local accepted
     server:on("connection", function(s) accepted = s end)
-    local client = brood.net.connect(server:address().port, "127.0.0.1")
+    local client = path and brood.net.connect(path)
+                   or brood.net.connect(server:address().port, "127.0.0.1")
     assert(client:wait_connect())
     H.run_until(function() return accepted ~= nil end)
+    return server, client, accepted
+  end
+
+  it("a TCP socket arrives usable; the sender's copy closes", function()
+    local server, client, accepted = connected_pair()
     local child = fork_handles()
     child:send("greet", accepted)
     assert.are.same({kind = "greeted"}, child:recv())
@@ -530,13 +538,7 @@ describe("handle passing", function()
   end)
 
   it("keep_open keeps the sender's socket open", function()
-    local server = brood.net.create_server()
-    assert(server:listen(0, "127.0.0.1"))
-    local accepted
-    server:on("connection", function(s) accepted = s end)
-    local client = brood.net.connect(server:address().port, "127.0.0.1")
-    assert(client:wait_connect())
-    H.run_until(function() return accepted ~= nil end)
+    local server, client, accepted = connected_pair()
     local child = fork_handles()
     local written
     child:send("other", accepted, {keep_open = true},
@@ -555,13 +557,7 @@ describe("handle passing", function()
      function()
     local path = os.tmpname()
     os.remove(path)
-    local server = brood.net.create_server()
-    assert(server:listen(path))
-    local accepted
-    server:on("connection", function(s) accepted = s end)
-    local client = brood.net.connect(path)
-    assert(client:wait_connect())
-    H.run_until(function() return accepted ~= nil end)
+    local server, client, accepted = connected_pair(path)
     local child = fork_handles()
     child:send("read", accepted)
     client:close("through a passed unix socket")

@@ -322,26 +322,23 @@ describe("cleanup", function()
     assert.is_true(H.gone(pid))
   end)
 
-  it("does not touch detached children of a SIGKILLed host", function()
-    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore', detached = true}") ..
-                   "brood.sleep(100000)")
+  -- A host spawning `sleep` with opts is SIGKILLed: the sleep survives it.
+  local function survives_host_kill(opts)
+    local h = host(SPAWN_SLEEP:format(opts) .. "brood.sleep(100000)")
     local pid = tonumber(h.stdout:read())
     brood.kill(h.pid, "SIGKILL")
     h:wait()
     assert.is_false(H.run_until(function() return not H.alive(pid) end, 300))
     assert.is_true(brood.kill(pid, "SIGKILL"))
     assert.is_true(H.gone(pid))
+  end
+
+  it("does not touch detached children of a SIGKILLed host", function()
+    survives_host_kill("{stdio = 'ignore', detached = true}")
   end)
 
   it("cleanup = false leaves the child running", function()
-    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore', cleanup = false}") ..
-                   "brood.sleep(100000)")
-    local pid = tonumber(h.stdout:read())
-    brood.kill(h.pid, "SIGKILL")
-    h:wait()
-    assert.is_false(H.run_until(function() return not H.alive(pid) end, 300))
-    assert.is_true(brood.kill(pid, "SIGKILL"))
-    assert.is_true(H.gone(pid))
+    survives_host_kill("{stdio = 'ignore', cleanup = false}")
   end)
 
   it("a host that ends normally waits for its children", function()
