@@ -247,6 +247,17 @@ describe("brood.exec", function()
       assert.are.equal(before, #H.core.descendants(H.core.getpid()))
     end)
 
+    it("blames a mistake on the caller's line, here", function()
+      local _, err = pcall(function() brood.exec("true", {bogus = 1}) end)
+      assert.matches("^[^\n]*exec_spec%.lua:%d+: bad argument #2 to 'exec'", err)
+      _, err = pcall(function() brood.exec_sync("true", {bogus = 1}) end)
+      assert.matches("^[^\n]*exec_spec%.lua:%d+: bad argument #2 to " ..
+                     "'exec_sync'", err)
+      _, err = pcall(function() brood.fork("x.lua", {}, {bogus = 1}) end)
+      assert.matches("^[^\n]*exec_spec%.lua:%d+: bad argument #3 to 'fork'",
+                     err)
+    end)
+
     it("rejects an unknown kill_signal", function()
       assert.has_error(function()
         brood.exec("true", {kill_signal = "SIGNOPE"})

@@ -85,4 +85,27 @@ function M.options(fname, n, opts, spec)
   return opts
 end
 
+local pack, unpack = table.pack, table.unpack
+
+local function at_caller(ok, ...)
+  if ok then return pack(...) end
+  local e = ...
+  if type(e) == "string" then
+    local msg = e:match("^[^\n]-:%d+: (bad argument #%d+ to .*)$")
+    if msg then error(msg, 3) end  -- at_caller, the entry, its caller
+  end
+  error(e, 0)
+end
+
+--- Wrap a public function: a caller mistake raised anywhere inside it
+-- ("bad argument #n to 'f' (...)") is raised again at the caller's line,
+-- not at the line deep in brood that found it; other errors pass as they
+-- are. (Not a tail call, so that the entry's frame stays counted.)
+function M.entry(fn)
+  return function(...)
+    local r = at_caller(pcall(fn, ...))
+    return unpack(r, 1, r.n)
+  end
+end
+
 return M

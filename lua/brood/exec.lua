@@ -333,7 +333,7 @@ end
 --- brood.exec(command, opts?, cb?): the command runs through /bin/sh -c
 -- (or opts.shell). With cb: cb(err, stdout, stderr), returns the child.
 -- Without: result table | nil, err, code (a waiting operation).
-function M.exec(command, opts, cb)
+local function exec(command, opts, cb)
   if type(opts) == "function" and cb == nil then opts, cb = nil, opts end
   command = check.cstring("exec", 1, command, "command")
   if cb ~= nil and type(cb) ~= "function" then
@@ -348,7 +348,7 @@ end
 
 --- brood.exec_file(file, args?, opts?, cb?): no shell. Same results as
 -- exec.
-function M.exec_file(file, a, b, c)
+local function exec_file(file, a, b, c)
   local args, opts, cb = exec_file_args(a, b, c)
   file = check.cstring("exec_file", 1, file, "file")
   local argv = process.split_args("exec_file", args or {}, nil)
@@ -356,5 +356,8 @@ function M.exec_file(file, a, b, c)
   local cmd = #argv > 0 and (file .. " " .. concat(argv, " ")) or file
   return run("exec_file", file, argv, own, spawn_opts, cmd, cb)
 end
+
+M.exec = check.entry(exec)
+M.exec_file = check.entry(exec_file)
 
 return M

@@ -43,7 +43,7 @@ function M.host_path()
 end
 
 --- brood.fork(module_path, args?, opts?) -> child | nil, err, code
-function M.fork(module_path, args, opts)
+local function fork(module_path, args, opts)
   module_path = check.cstring("fork", 1, module_path, "module_path")
   local a, o, n = process.split_args("fork", args, opts)
   n = n or 3
@@ -124,6 +124,8 @@ function M.fork(module_path, args, opts)
   end)
   return child
 end
+
+M.fork = check.entry(fork)
 
 -- ----- brood.parent ---------------------------------------------------------
 

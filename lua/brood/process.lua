@@ -263,22 +263,6 @@ function M.launch(fname, n, lp, spec, policy, on_exit)
   return proc, pid, parent
 end
 
--- Caller mistakes are found deep in this module and in brood.check, whose
--- error levels count from there: re-raise them at the caller of the
--- public function (level 3 from here: this, the public function, its
--- caller), as error(msg, 2) in that function would. Anything else is a
--- bug in brood and keeps its own position.
-local function raise_at_caller(ok, ...)
-  if ok then return ... end
-  local e = ...
-  if type(e) == "string" then
-    local msg = e:match("^[^\n]-:%d+: (bad argument #%d+ to .*)$")
-    if msg then error(msg, 3) end
-  end
-  error(e, 0)
-end
-M.raise_at_caller = raise_at_caller
-
 local function start(file, args, opts, on_exit)
   local a, o, n = M.split_args("spawn", args, opts)
   n = n or 3
@@ -288,13 +272,13 @@ local function start(file, args, opts, on_exit)
 end
 
 --- brood.spawn(file, args?, opts?) -> child | nil, err, code
-function M.spawn(file, args, opts)
+local function spawn(file, args, opts)
   local child = setmetatable({
     killed = false, connected = false, stdio = {},
     _open_streams = 0, _close_waiters = {},
   }, Child)
-  local spec, policy, proc, pid, parent = raise_at_caller(pcall(start,
-    file, args, opts, function(...) child:_on_exit(...) end))
+  local spec, policy, proc, pid, parent = start(file, args, opts,
+    function(...) child:_on_exit(...) end)
   if not proc then return nil, pid, parent end
   child.spawnfile, child.spawnargs = policy.spawnfile, policy.spawnargs
   child._kill_signal, child._kill_grace = policy.kill_signal, policy.kill_grace
@@ -333,6 +317,7 @@ function M.spawn(file, args, opts)
   defer(function() child:emit("spawn") end)
   return child
 end
+M.spawn = check.entry(spawn)
 
 -- ----- the child ----------------------------------------------------------
 
@@ -364,11 +349,9 @@ end
 
 --- Send a signal (default "SIGTERM"); with {tree = true} to the child's
 -- whole process tree. False (and nothing sent) once the child has exited.
-function Child:kill(sig, opts)
+local function kill(self, sig, opts)
   local num = loop.signum("kill", 1, sig or "SIGTERM")
-  if opts ~= nil then
-    raise_at_caller(pcall(check.options, "kill", 2, opts, {tree = "boolean"}))
-  end
+  if opts ~= nil then check.options("kill", 2, opts, {tree = "boolean"}) end
   if self._exited or self._proc == nil then return false end
   local ok, msg, code
   if opts and opts.tree then
@@ -392,6 +375,7 @@ function Child:kill(sig, opts)
   end
   return false
 end
+Child.kill = check.entry(kill)
 
 --- Wait for "close": returns exit_code, signal_code. Output nobody reads
 -- is kept in the streams' buffers meanwhile, so the child cannot block.

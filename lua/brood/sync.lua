@@ -107,7 +107,7 @@ end
 --- brood.spawn_sync(file, args?, opts?) -> {pid, stdout, stderr, status,
 -- signal, error, duration, rusage}. It does not raise for operational
 -- failures: they are in `error` (ENOENT, ETIMEDOUT, max_buffer).
-function M.spawn_sync(file, args, opts)
+local function spawn_sync(file, args, opts)
   local a, o = process.split_args("spawn_sync", args, opts)
   local rec, err = run("spawn_sync", 3, file, a, o, false)
   if not rec then
@@ -136,19 +136,23 @@ local function finish(rec, err, code, cmd)
 end
 
 --- brood.exec_sync(command, opts?) -> stdout | nil, err, code
-function M.exec_sync(command, opts)
+local function exec_sync(command, opts)
   command = check.cstring("exec_sync", 1, command, "command")
   local rec, err, code = run("exec_sync", 2, command, {}, opts, true)
   return finish(rec, err, code, command)
 end
 
 --- brood.exec_file_sync(file, args?, opts?) -> stdout | nil, err, code
-function M.exec_file_sync(file, args, opts)
+local function exec_file_sync(file, args, opts)
   local a, o = process.split_args("exec_file_sync", args, opts)
   file = check.cstring("exec_file_sync", 1, file, "file")
   local rec, err, code = run("exec_file_sync", 3, file, a, o, false)
   local cmd = #a > 0 and (file .. " " .. concat(a, " ")) or file
   return finish(rec, err, code, cmd)
 end
+
+M.spawn_sync = check.entry(spawn_sync)
+M.exec_sync = check.entry(exec_sync)
+M.exec_file_sync = check.entry(exec_file_sync)
 
 return M
