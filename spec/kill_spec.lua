@@ -260,22 +260,23 @@ describe("cleanup", function()
     assert.is_true(H.gone(pid, 1000))
   end)
 
-  it("a host whose script fails leaves no child", function()
-    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore'}") ..
-                   "error('script failed')")
+  -- A host spawning a cleanup sleep, then failing with `message` by `code`.
+  local function fails_leaving_no_child(code, message)
+    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore'}") .. code)
     local pid = tonumber(h.stdout:read())
     assert.same({1, nil}, {h:wait()})
-    assert.matches("script failed", h.stderr:read_all())
+    assert.matches(message, h.stderr:read_all())
     assert.is_true(H.gone(pid, 1000))
+  end
+
+  it("a host whose script fails leaves no child", function()
+    fails_leaving_no_child("error('script failed')", "script failed")
   end)
 
   it("a host whose loop callback fails leaves no child", function()
-    local h = host(SPAWN_SLEEP:format("{stdio = 'ignore'}") ..
-                   "brood.set_timeout(10, function() error('callback failed') end)")
-    local pid = tonumber(h.stdout:read())
-    assert.same({1, nil}, {h:wait()})
-    assert.matches("callback failed", h.stderr:read_all())
-    assert.is_true(H.gone(pid, 1000))
+    fails_leaving_no_child(
+      "brood.set_timeout(10, function() error('callback failed') end)",
+      "callback failed")
   end)
 
   it("a host stopped by SIGTERM signals its children first", function()
