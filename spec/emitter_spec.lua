@@ -129,6 +129,50 @@ describe("brood.emitter", function()
     assert.same({"a", "b", "a"}, log)
   end)
 
+  it("a once listener removed by an earlier listener of the same emit " ..
+     "does not run, and the unlisten hook fires once", function()
+    local e, log, unlistened = new(), {}, 0
+    e._on_unlisten = function() unlistened = unlistened + 1 end
+    local b = function() log[#log + 1] = "b" end
+    e:on("ev", function()
+      log[#log + 1] = "a"
+      e:off("ev", b)
+    end)
+    e:once("ev", b)
+    e:emit("ev")
+    assert.same({"a"}, log)
+    assert.equal(1, unlistened)
+    assert.equal(1, e:listener_count("ev"))
+    e:emit("ev")
+    assert.same({"a", "a"}, log)
+    assert.equal(1, unlistened)
+  end)
+
+  it("a once listener fires the unlisten hook once when it runs", function()
+    local e, unlistened = new(), 0
+    e._on_unlisten = function() unlistened = unlistened + 1 end
+    e:once("ev", function() end)
+    e:on("ev", function() end)
+    e:emit("ev")
+    e:emit("ev")
+    assert.equal(1, unlistened)
+  end)
+
+  it("raises for an event name its class does not emit, suggesting one",
+     function()
+    local Class = emitter.extend({__name = "T"}, {"exit", "close"})
+    Class.__index = Class
+    local e = setmetatable({}, Class)
+    local err = raises(e.on, e, "exitt", function() end)
+    assert.matches("bad argument #1 to 'on' %(unknown event 'exitt' " ..
+                   "%(did you mean 'exit'%?%)%)$", err)
+    err = raises(e.once, e, "finish", function() end)
+    assert.matches("bad argument #1 to 'once' %(unknown event 'finish'%)$",
+                   err)
+    e:on("close", function() end)
+    assert.equal(1, e:listener_count("close"))
+  end)
+
   it("a listener can remove itself during emit", function()
     local e, log = new(), {}
     local self_removing

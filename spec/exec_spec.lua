@@ -218,7 +218,7 @@ describe("brood.exec", function()
       assert.has_error(function() brood.exec("true", {}, 5) end,
         "bad argument #3 to 'exec' (function expected, got number)")
       assert.has_error(function() brood.exec("true", {max_bufer = 1}) end,
-        "bad argument #2 to 'exec' (unknown option 'max_bufer')")
+        "bad argument #2 to 'exec' (unknown option 'max_bufer' (did you mean 'max_buffer'?))")
       assert.has_error(function() brood.exec("a\0b") end,
         "bad argument #1 to 'exec' (command must not contain NUL bytes)")
     end)

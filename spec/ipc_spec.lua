@@ -82,7 +82,7 @@ describe("brood.fork", function()
     assert.has_error(function() brood.fork({}) end,
       "bad argument #1 to 'fork' (module_path must be a string, got table)")
     assert.has_error(function() brood.fork(ECHO, {}, {silnet = true}) end,
-      "bad argument #3 to 'fork' (unknown option 'silnet')")
+      "bad argument #3 to 'fork' (unknown option 'silnet' (did you mean 'silent'?))")
     assert.has_error(function()
       brood.fork(ECHO, {}, {max_message_size = -1})
     end)

@@ -649,9 +649,9 @@ describe("brood.spawn", function()
     end)
 
     it("raises for unknown option names", function()
-      raises("bad argument #3 to 'spawn' (unknown option 'cwdd')",
+      raises("bad argument #3 to 'spawn' (unknown option 'cwdd' (did you mean 'cwd'?))",
              brood.spawn, "ls", {}, {cwdd = "/"})
-      raises("bad argument #2 to 'spawn' (unknown option 'killSignal')",
+      raises("bad argument #2 to 'spawn' (unknown option 'killSignal' (did you mean 'kill_signal'?))",
              brood.spawn, "ls", {killSignal = "SIGTERM"})
     end)
 
@@ -679,7 +679,7 @@ describe("brood.spawn", function()
       local ok, err = pcall(call)
       assert.is_false(ok)
       assert.matches("^[^:]*spawn_spec%.lua:%d+: bad argument #3 to 'spawn' " ..
-                     "%(unknown option 'cwdd'%)$", err)
+                     "%(unknown option 'cwdd' %(did you mean 'cwd'%?%)%)$", err)
     end)
 
     it("raises for NUL bytes in file, args, cwd, env and argv0", function()

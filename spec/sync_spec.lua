@@ -103,7 +103,7 @@ describe("brood.spawn_sync", function()
     assert.has_error(function() brood.spawn_sync(nil) end,
       "bad argument #1 to 'spawn_sync' (file must be a string, got nil)")
     assert.has_error(function() brood.spawn_sync("true", {}, {inputt = 1}) end,
-      "bad argument #3 to 'spawn_sync' (unknown option 'inputt')")
+      "bad argument #3 to 'spawn_sync' (unknown option 'inputt' (did you mean 'input'?))")
     assert.has_error(function() brood.spawn_sync("true", {}, {timeout = -5}) end)
     assert.has_error(function() brood.spawn_sync("true", {}, {input = 5}) end,
       "bad argument #3 to 'spawn_sync' (option 'input' must be string, got number)")

@@ -49,6 +49,67 @@ function M.count(fname, n, v, what, allow_huge)
   return math_type(v) == "float" and floor(v) or v
 end
 
+-- Edit distance (insertions, deletions, substitutions; a swap of two
+-- neighbours counts one), for "did you mean" suggestions.
+local function distance(a, b)
+  local prev2, prev, cur = nil, {}, nil
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    cur = {[0] = i}
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and
+         a:byte(i - 1) == b:byte(j) then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+    end
+    prev2, prev = prev, cur
+  end
+  return prev[#b]
+end
+
+-- "killSignal" -> "kill_signal", "Kill-Signal" -> "kill_signal"
+local function snake(name)
+  return (name:gsub("(%l)(%u)", "%1_%2"):gsub("%-", "_"):lower())
+end
+
+--- The known name closest to `name` (as written in another case style,
+-- or a typo of at most a third of its letters), or nil.
+function M.closest(name, known)
+  if type(name) ~= "string" then return nil end
+  local want = snake(name)
+  local best, best_d
+  for k in pairs(known) do
+    if type(k) == "string" then
+      local d = k == want and 0 or distance(want, k)
+      if d <= math.max(1, #k // 3) and (best_d == nil or d < best_d or
+         (d == best_d and k < best)) then
+        best, best_d = k, d
+      end
+    end
+  end
+  return best
+end
+
+--- "unknown option 'x'" with a suggestion when one is close.
+function M.unknown(what, name, known)
+  local msg = format("unknown %s '%s'", what, tostring(name))
+  local near = M.closest(name, known)
+  if near then msg = msg .. format(" (did you mean '%s'?)", near) end
+  return msg
+end
+
+--- Raise unless `self` is an object of `class`: a method called with a
+-- dot (child.wait()) rather than a colon. `what` names the object
+-- ("child"), `method` the method; raised at the caller of the method.
+function M.self(self, class, what, method)
+  if getmetatable(self) ~= class then
+    error(format("use %s:%s(), not %s.%s()", what, method, what, method), 3)
+  end
+end
+
 local validators = {
   string = function(v) return type(v) == "string" end,
   number = function(v) return type(v) == "number" end,
@@ -71,7 +132,7 @@ function M.options(fname, n, opts, spec)
   for k, v in pairs(opts) do
     local want = spec[k]
     if want == nil then
-      fail(fname, n, format("unknown option '%s'", tostring(k)), 2)
+      fail(fname, n, M.unknown("option", k, spec), 2)
     end
     local ok = false
     for t in want:gmatch("[^|]+") do

@@ -3,6 +3,7 @@
 -- ends the loop unless something handles it.
 -- @module brood.emitter
 local Error = require "brood.error"
+local check = require "brood.check"
 
 local M = {}
 
@@ -10,10 +11,15 @@ local Emitter = {}
 Emitter.__index = Emitter
 M.Emitter = Emitter
 
-local function check_listener(name, event, fn)
+local function check_listener(self, name, event, fn)
   if type(event) ~= "string" then
     error(("bad argument #1 to '%s' (string expected, got %s)")
           :format(name, type(event)), 3)
+  end
+  local known = self._known_events
+  if known ~= nil and not known[event] then
+    error(("bad argument #1 to '%s' (%s)"):format(name,
+          check.unknown("event", event, known)), 3)
   end
   if type(fn) ~= "function" then
     error(("bad argument #2 to '%s' (function expected, got %s)")
@@ -34,13 +40,13 @@ end
 
 --- Call fn(...) on every `event`.
 function Emitter:on(event, fn)
-  check_listener("on", event, fn)
+  check_listener(self, "on", event, fn)
   return add(self, event, fn, false)
 end
 
 --- Call fn(...) on the next `event` only.
 function Emitter:once(event, fn)
-  check_listener("once", event, fn)
+  check_listener(self, "once", event, fn)
   return add(self, event, fn, true)
 end
 
@@ -53,11 +59,13 @@ function Emitter:off(event, fn)
   local hook = self._on_unlisten
   if fn == nil then
     self._events[event] = nil
+    for i = 1, #list do list[i].removed = true end
     if hook then for _ = 1, #list do hook(self, event) end end
     return self
   end
   for i = #list, 1, -1 do
     if list[i].fn == fn then
+      list[i].removed = true  -- an emit in progress must not call it
       table.remove(list, i)
       if hook then hook(self, event) end
       break
@@ -72,7 +80,8 @@ function Emitter:listener_count(event)
 end
 
 --- Call the listeners of `event` in order; true if there were any.
--- Listeners added or removed meanwhile take effect from the next emit.
+-- Listeners added or removed meanwhile take effect from the next emit,
+-- except that a once listener removed meanwhile does not run.
 function Emitter:emit(event, ...)
   local list = self._events and self._events[event]
   if list == nil or #list == 0 then
@@ -95,21 +104,34 @@ function Emitter:emit(event, ...)
   local hook = self._on_unlisten
   for i = 1, n do
     local l = snapshot[i]
-    if l.once then
-      for j = 1, #list do
-        if list[j] == l then table.remove(list, j) break end
+    -- A once listener that an earlier one removed meanwhile does not run
+    -- (nor count as removed twice); plain listeners removed meanwhile
+    -- still run this time, as in Node.js.
+    if not (l.once and l.removed) then
+      if l.once then
+        l.removed = true
+        for j = 1, #list do
+          if list[j] == l then table.remove(list, j) break end
+        end
+        if hook then hook(self, event) end
       end
-      if hook then hook(self, event) end
+      l.fn(...)
     end
-    l.fn(...)
   end
   return true
 end
 
 --- Make `class` (a metatable whose __index is itself) inherit Emitter.
-function M.extend(class)
+-- With `events` (a list of names), on and once raise for any other
+-- event name: a misspelt event would otherwise never fire.
+function M.extend(class, events)
   for k, v in pairs(Emitter) do
     if k ~= "__index" and class[k] == nil then class[k] = v end
+  end
+  if events then
+    local known = {}
+    for _, name in ipairs(events) do known[name] = true end
+    class._known_events = known
   end
   return class
 end

@@ -127,6 +127,17 @@ function M.can_wait()
   return tasks[co_running()] ~= nil or not default_loop:running()
 end
 
+--- Raise "cannot wait" unless the caller may wait here. Every waiting
+-- operation calls it first, so that it raises every time in a plain
+-- callback, not only when its result is not there yet. `level` is the
+-- waiting operation's level as error() counts it (1: the function that
+-- calls must_wait): the error points at that function's caller.
+function M.must_wait(level)
+  if tasks[co_running()] == nil and default_loop:running() then
+    error(M.CANNOT_WAIT, (level or 1) + 2)
+  end
+end
+
 --- Wait for `start(done)` to call done(...); returns done's arguments.
 -- `done` may be called any number of times: only the first call counts.
 function M.await(start)
