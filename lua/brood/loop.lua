@@ -8,6 +8,7 @@
 -- @module brood.loop
 local core = require "brood.core"
 local Error = require "brood.error"
+local check = require "brood.check"
 
 local M = {}
 local default_loop = core.default_loop
@@ -173,6 +174,8 @@ end
 
 --- task:wait() -> the task function's results, or raises its error.
 function Task:wait()
+  check.self(self, Task, "task", "wait")
+  M.must_wait(1)
   self._unhandled = nil
   if not self.done then
     M.await(function(done) self._waiters[#self._waiters + 1] = done end)
@@ -219,6 +222,7 @@ Timer.__index = Timer
 
 --- Stop the timer; it will not fire again. Idempotent.
 function Timer:stop()
+  check.self(self, Timer, "timer", "stop")
   self._h:close()
 end
 --- Let the loop end while this timer is pending (and back).
@@ -269,6 +273,7 @@ end
 --- Wait ms milliseconds (a waiting operation).
 function M.sleep(ms)
   check_ms("sleep", ms, 2)
+  M.must_wait(1)
   M.await(function(done)
     local h = core.timer_new(default_loop)
     h:start(math.floor(ms), 0, function() h:close(); done() end)
@@ -292,7 +297,10 @@ end
 
 local Watcher = {__name = "brood.SignalHandler"}
 Watcher.__index = Watcher
-function Watcher:stop() self._h:close() end
+function Watcher:stop()
+  check.self(self, Watcher, "handler", "stop")
+  self._h:close()
+end
 function Watcher:unref() self._h:unref(); return self end
 function Watcher:ref() self._h:ref(); return self end
 

@@ -191,7 +191,8 @@ end
 
 -- ----- servers --------------------------------------------------------------
 
-local Server = emitter.extend({__name = "brood.Server"})
+local Server = emitter.extend({__name = "brood.Server"},
+                              {"connection", "listening", "close", "error"})
 Server.__index = Server
 M.Server = Server
 
