@@ -19,6 +19,19 @@ local function host(code, opts)
   return assert(brood.spawn(H.host, {"-e", code}, opts))
 end
 
+--- Wait, without running the loop, until pid is a zombie (it exited and
+-- brood has not reaped it yet); returns its state letter.
+local function zombie(pid)
+  local deadline = core.hrtime() + 5e9
+  local state
+  repeat
+    local f = io.open("/proc/" .. pid .. "/stat")
+    state = f and f:read("a"):match("%) (%a)")
+    if f then f:close() end
+  until state == "Z" or core.hrtime() > deadline
+  return state
+end
+
 describe("child:kill", function()
   H.guard()
 
@@ -58,6 +71,56 @@ describe("child:kill", function()
     assert.is_false(c:kill("SIGKILL", {tree = true}))
     assert.is_false(c.killed)
     assert.same({0, nil}, {c.exit_code, c.signal_code})
+  end)
+
+  it("takes signal names in any case, with or without SIG", function()
+    local a = assert(brood.spawn("sleep", {"100"}))
+    local b = assert(brood.spawn("sleep", {"100"}))
+    local c = assert(brood.spawn("sleep", {"100"}))
+    assert.is_true(a:kill("sigkill"))
+    assert.is_true(brood.kill(b.pid, "sigterm"))
+    assert.is_true(c:kill("Int"))
+    assert.same({nil, "SIGKILL"}, {a:wait()})
+    assert.same({nil, "SIGTERM"}, {b:wait()})
+    assert.same({nil, "SIGINT"}, {c:wait()})
+  end)
+
+  it("takes kill_signal in any case", function()
+    local c = assert(brood.spawn("sleep", {"100"},
+                                 {timeout = 10, kill_signal = "sigint"}))
+    assert.same({nil, "SIGINT"}, {c:wait()})
+    assert.is_true(c.killed)
+    local ref
+    do
+      local d <close> = assert(brood.spawn("sleep", {"100"},
+                                           {kill_signal = "Sighup"}))
+      ref = d
+    end
+    assert.equal("SIGHUP", ref.signal_code)
+    local r, err, code = brood.exec("sleep 100",
+                                    {timeout = 10, kill_signal = "hup"})
+    assert.is_nil(r)
+    assert.equal("ETIMEDOUT", code)
+    assert.equal("SIGHUP", err.signal)
+  end)
+
+  it("on an exited child not yet reaped returns false and sends nothing",
+     function()
+    local c = assert(brood.spawn("true", {}, {stdio = "ignore"}))
+    assert.equal("Z", zombie(c.pid))
+    assert.is_false(c:kill())
+    assert.is_false(c:kill("SIGKILL", {tree = true}))
+    assert.is_false(c.killed)
+    assert.same({0, nil}, {c:wait()})
+    assert.is_false(c.killed)
+  end)
+
+  it("on an exited group leader not yet reaped returns false", function()
+    local c = assert(brood.spawn("true", {}, {stdio = "ignore", group = true}))
+    assert.equal("Z", zombie(c.pid))
+    assert.is_false(c:kill("SIGTERM", {tree = true}))
+    assert.is_false(c.killed)
+    assert.same({0, nil}, {c:wait()})
   end)
 
   it("raises for an unknown signal or option", function()
@@ -227,6 +290,18 @@ describe("child:kill", function()
       assert.equal("SIGTERM", ref.signal_code)
     end)
 
+    it("leaves a child that exited but is not reaped yet as it was",
+       function()
+      local ref
+      do
+        local c <close> = assert(brood.spawn("true", {}, {stdio = "ignore"}))
+        ref = c
+        assert.equal("Z", zombie(c.pid))
+      end
+      assert.is_false(ref.killed)
+      assert.same({0, nil}, {ref.exit_code, ref.signal_code})
+    end)
+
     it("leaves a child that already exited as it was", function()
       local ref
       do
@@ -277,6 +352,24 @@ describe("cleanup", function()
     fails_leaving_no_child(
       "brood.set_timeout(10, function() error('callback failed') end)",
       "callback failed")
+  end)
+
+  it("a host whose script fails kills its cleanup children's trees",
+     function()
+    local h = host([[
+      local brood = require "brood"
+      local c = assert(brood.spawn("sh", {"-c", "sleep 100 & echo $!; wait"},
+                                   {stdio = {"ignore", "pipe", "ignore"}}))
+      io.stdout:write(c.stdout:read())
+      io.stdout:flush()
+      error("script failed")
+    ]])
+    local pid = tonumber(h.stdout:read())
+    assert.same({1, nil}, {h:wait()})
+    assert.matches("script failed", h.stderr:read_all())
+    local gone = H.gone(pid, 3000)
+    if not gone then brood.kill(pid, "SIGKILL") end
+    assert.is_true(gone, "the grandchild survived")
   end)
 
   it("a host stopped by SIGTERM signals its children first", function()

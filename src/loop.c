@@ -11,8 +11,12 @@
 ** function right before each poll while work is deferred, with an idle
 ** handle that keeps that poll from blocking meanwhile.
 */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "private.h"
 
@@ -61,6 +65,112 @@ static void tick_idle_cb(uv_idle_t* idle) {
   (void)idle;  /* exists only to make the poll non-blocking */
 }
 
+/* ----- SIGINT under plain lua5.4 -----------------------------------------
+** lua.c's SIGINT handler only sets a hook that raises "interrupted!" at
+** the next Lua instruction, and no Lua runs while uv_run waits: Ctrl-C
+** would be ignored until the wait ends. So while a loop runs outside the
+** host, with no script watcher on SIGINT, our own handler takes over: it
+** kills the cleanup children's trees (async-signal-safe) and wakes the
+** innermost running loop through its uv_async_t, whose callback stops the
+** run with the error "interrupted!" (no traceback: lua.c adds one). The
+** host handles SIGINT itself (src/host/main.c). */
+
+static struct sigaction interrupt_saved;  /* lua.c's, put back at the end */
+static int interrupt_depth = 0;           /* runs under our handler */
+static brood_loop_t* volatile interrupt_target = NULL;  /* innermost run */
+static volatile sig_atomic_t interrupted = 0;  /* not yet turned into an
+                                               ** error */
+
+static const char INTERRUPTED[] = "interrupted!";
+
+static void on_interrupt(int sig) {
+  (void)sig;
+  int saved_errno = errno;
+  interrupted = 1;
+  brood__process_kill_cleanup();
+  brood_loop_t* target = interrupt_target;
+  if (target != NULL) uv_async_send(&target->interrupt_async);
+  errno = saved_errno;
+}
+
+static void install_interrupt_handler(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_interrupt;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);  /* the host's fatal signals wait meanwhile */
+  sigaddset(&sa.sa_mask, SIGINT);
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaddset(&sa.sa_mask, SIGHUP);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+/* A script's SIGINT watcher stopped during a run: libuv put back SIG_DFL;
+** put ours back for the rest of the run. */
+static void interrupt_released(int signum) {
+  if (signum == SIGINT && interrupt_depth > 0) install_interrupt_handler();
+}
+
+/* Keep the interrupt as loop's error (unless one is kept) and stop it. */
+static void interrupt_fail(brood_loop_t* loop) {
+  interrupted = 0;
+  if (loop->error_ref == LUA_NOREF && loop->L != NULL) {
+    lua_pushstring(loop->L, INTERRUPTED);
+    loop->error_ref = luaL_ref(loop->L, LUA_REGISTRYINDEX);
+  }
+  uv_stop(&loop->uv);
+  loop->stop_requested = 1;
+}
+
+static void interrupt_async_cb(uv_async_t* async) {
+  brood_loop_t* loop = (brood_loop_t*)async->data;
+  if (interrupted && interrupt_target == loop) interrupt_fail(loop);
+}
+
+/* At the start of a run: take SIGINT over if the run qualifies. Returns
+** whether this run must call interrupt_end. */
+static int interrupt_begin(brood_loop_t* loop) {
+  if (brood__host_mode) return 0;
+  if (interrupt_depth > 0) {  /* nested in a run under our handler */
+    interrupt_target = loop;
+    interrupt_depth++;
+    return 1;
+  }
+  struct sigaction old;
+  if (brood__signal_watched(SIGINT) || sigaction(SIGINT, NULL, &old) != 0 ||
+      old.sa_handler == SIG_IGN)
+    return 0;  /* the script's, or ignored (a background job): leave it */
+  interrupt_saved = old;
+  interrupted = 0;
+  interrupt_target = loop;
+  interrupt_depth = 1;
+  install_interrupt_handler();
+  return 1;
+}
+
+/* At the end of a run that began under our handler: an interrupt that
+** arrived too late for the async callback still fails this run; the
+** outermost run puts lua.c's handler back (unless a script's watcher has
+** taken SIGINT since). */
+static void interrupt_end(brood_loop_t* loop, brood_loop_t* outer) {
+  if (interrupted && interrupt_target == loop) interrupt_fail(loop);
+  interrupt_target = outer;
+  if (--interrupt_depth > 0) {
+    /* arrived just now: the outer run is the one to fail */
+    if (interrupted) uv_async_send(&outer->interrupt_async);
+    return;
+  }
+  interrupt_target = NULL;
+  if (!brood__signal_watched(SIGINT))
+    sigaction(SIGINT, &interrupt_saved, NULL);
+  /* a SIGINT between the check above and now still ends the script:
+  ** lua.c's hook raises it at the next Lua instruction */
+  if (interrupted) {
+    interrupted = 0;
+    raise(SIGINT);
+  }
+}
+
 /* [-0, +1] Push a new loop userdata (the main thread is taken from L). */
 static brood_loop_t* loop_push_new(lua_State* L) {
   loop_box_t* box = (loop_box_t*)lua_newuserdatauv(L, sizeof(*box), 0);
@@ -84,6 +194,18 @@ static brood_loop_t* loop_push_new(lua_State* L) {
   loop->tick_idle.data = loop;
   uv_prepare_init(&loop->uv, &loop->flush_prepare);
   loop->flush_prepare.data = loop;
+  err = uv_async_init(&loop->uv, &loop->interrupt_async, interrupt_async_cb);
+  if (err != 0) {
+    uv_close((uv_handle_t*)&loop->tick_prepare, NULL);
+    uv_close((uv_handle_t*)&loop->tick_idle, NULL);
+    uv_close((uv_handle_t*)&loop->flush_prepare, NULL);
+    uv_run(&loop->uv, UV_RUN_NOWAIT);
+    uv_loop_close(&loop->uv);
+    free(loop);
+    luaL_error(L, "brood: cannot create a loop: %s", uv_strerror(err));
+  }
+  loop->interrupt_async.data = loop;
+  uv_unref((uv_handle_t*)&loop->interrupt_async);
   loop->uv.data = loop;
   box->loop = loop;
   return loop;
@@ -94,44 +216,87 @@ static void walk_close_cb(uv_handle_t* uv, void* arg) {
   if (uv_is_closing(uv)) return;
   if (uv == (uv_handle_t*)&loop->tick_prepare ||
       uv == (uv_handle_t*)&loop->tick_idle ||
-      uv == (uv_handle_t*)&loop->flush_prepare) {
+      uv == (uv_handle_t*)&loop->flush_prepare ||
+      uv == (uv_handle_t*)&loop->interrupt_async) {
     uv_close(uv, NULL);
     return;
   }
   brood__handle_close((brood_handle_t*)uv->data);
 }
 
+static void count_cb(uv_handle_t* uv, void* arg) {
+  (void)uv;
+  (*(int*)arg)++;
+}
+
+/* Handles of the loop not yet through their close callback. */
+static int open_handles(brood_loop_t* loop) {
+  int n = 0;
+  uv_walk(&loop->uv, count_cb, &n);
+  return n;
+}
+
+/* How long teardown waits for the close callbacks: a handle closes in a
+** turn or two, but one can be held open from elsewhere (a stream whose fd
+** a channel of another loop is still sending, a request in the thread
+** pool). Past this, give up rather than spin forever. */
+#define TEARDOWN_BUDGET_NS (500 * 1000 * 1000ULL)
+
 /* Close every handle, let the close callbacks run, close the loop and
-** free it. With torn_down set no Lua is touched (lua_close). */
-static void loop_teardown(brood_loop_t* loop) {
+** free it. With torn_down set no Lua is touched (lua_close). Returns 0,
+** or, when something stays open past the budget, the number of handles
+** still open (-1: only requests): the loop is then neither closed nor
+** freed, since libuv still uses its memory. */
+static int loop_teardown(brood_loop_t* loop) {
   loop->closing = 1;
   loop->L = NULL;
   brood__process_teardown(loop);
   uv_walk(&loop->uv, walk_close_cb, loop);
-  while (uv_loop_close(&loop->uv) == UV_EBUSY)
+  uint64_t start = uv_hrtime();
+  for (int turns = 0; uv_loop_close(&loop->uv) == UV_EBUSY; turns++) {
+    if (uv_hrtime() - start > TEARDOWN_BUDGET_NS) {
+      int n = open_handles(loop);
+      return n > 0 ? n : -1;
+    }
     uv_run(&loop->uv, UV_RUN_NOWAIT);
+    if (turns >= 16) {  /* not a matter of a turn or two: do not spin */
+      struct timespec ms = {0, 1000 * 1000};
+      nanosleep(&ms, NULL);
+    }
+  }
   if (!loop->torn_down) {
     brood__unref(loop->main, &loop->error_ref);
     brood__unref(loop->main, &loop->tick_ref);
   }
   free(loop);
+  return 0;
 }
 
 static int loop_gc(lua_State* L) {
   loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
   if (box->loop == NULL) return 0;
   box->loop->torn_down = 1;
-  loop_teardown(box->loop);
+  /* nothing can be reported at lua_close: a loop that does not close is
+  ** left behind (leaked), never freed under libuv's feet */
+  (void)loop_teardown(box->loop);
   box->loop = NULL;
   return 0;
 }
 
-/* loop:close(): close every handle on a private loop and the loop. */
+/* loop:close(): close every handle on a private loop and the loop. Raises
+** if a handle stays open; the loop is kept, and close() may be tried
+** again once whatever holds the handle lets go. */
 static int loop_close(lua_State* L) {
   loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
   if (box->loop == NULL) return 0;
   if (box->loop->L != NULL) luaL_error(L, "brood: cannot close a running loop");
-  loop_teardown(box->loop);
+  int left = loop_teardown(box->loop);
+  if (left > 0)
+    return luaL_error(L, "brood: cannot close the loop: %d handle%s still "
+                      "open", left, left == 1 ? "" : "s");
+  if (left < 0)
+    return luaL_error(L, "brood: cannot close the loop: requests still "
+                      "pending");
   box->loop = NULL;
   return 0;
 }
@@ -192,6 +357,8 @@ static int loop_run(lua_State* L) {
   lua_pushcfunction(L, msghandler);
   loop->msgh = lua_gettop(L);  /* for every brood__call of this run */
   brood__channel_flush_pending(loop);
+  brood_loop_t* outer = interrupt_target;
+  int took_sigint = interrupt_begin(loop);
   int alive;
   if (mode == 2) {
     alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
@@ -200,6 +367,7 @@ static int loop_run(lua_State* L) {
       alive = loop_turn(loop);
     } while (mode == 0 && alive && !loop->stop_requested);
   }
+  if (took_sigint) interrupt_end(loop, outer);
   loop->stop_requested = 0;
   loop->L = NULL;
   lua_settop(L, loop->msgh - 1);
@@ -241,9 +409,13 @@ static int loop_alive(lua_State* L) {
   return 1;
 }
 
-/* Loop time in ms, as libuv caches it at the start of each iteration. */
+/* Loop time in ms, refreshed first: libuv caches it at the start of each
+** iteration, which may lie long ago after synchronous work. Refreshing
+** also moves the base that timers set afterwards count from. */
 static int loop_now(lua_State* L) {
-  lua_pushinteger(L, (lua_Integer)uv_now(&brood__check_loop(L, 1)->uv));
+  brood_loop_t* loop = brood__check_loop(L, 1);
+  uv_update_time(&loop->uv);
+  lua_pushinteger(L, (lua_Integer)uv_now(&loop->uv));
   return 1;
 }
 
@@ -320,4 +492,6 @@ void brood__loop_open(lua_State* L) {
   lua_setfield(L, -2, "default_loop");
   lua_pushcfunction(L, loop_new);
   lua_setfield(L, -2, "loop_new");
+  if (!brood__host_mode && brood__signal_released == NULL)
+    brood__signal_released = interrupt_released;
 }

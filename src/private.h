@@ -51,6 +51,7 @@ struct brood_loop_s {
   uv_prepare_t tick_prepare;  /* runs deferred work right before polling */
   uv_idle_t tick_idle;        /* keeps the poll from blocking meanwhile */
   uv_prepare_t flush_prepare; /* writes the channels' queued frames */
+  uv_async_t interrupt_async; /* SIGINT under plain lua5.4 wakes the run */
   void* flush_head;           /* channels with frames to write (channel.c) */
   char read_buffer[BROOD_READ_BUFFER];
 };
@@ -120,6 +121,8 @@ void brood__signal_open(lua_State* L);
 int brood__signum(lua_State* L, int idx);
 /* From signal.c: called when the last watcher of a signal is gone. */
 extern void (*brood__signal_released)(int signum);
+/* From signal.c: does a script's watcher handle signum now? */
+int brood__signal_watched(int signum);
 void brood__stream_open(lua_State* L);
 brood_stream_t* brood__stream_new(lua_State* L, int loop_idx);
 brood_stream_t* brood__stream_check(lua_State* L, int idx);
@@ -128,6 +131,11 @@ void brood__process_teardown(brood_loop_t* loop);
 void brood__process_kill_cleanup(void);
 void brood__fd_open(lua_State* L);
 void brood__system_open(lua_State* L);
+/* From system.c: one process of the table under /proc. */
+typedef struct { int pid, ppid; char state; } brood_proc_t;
+/* Fill out with up to cap processes; *full set if more may exist.
+** Async-signal-safe (syscalls only, buffers on the stack). */
+size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full);
 void brood__codec_open(lua_State* L);
 
 /* From channel.c */

@@ -356,19 +356,97 @@ static void process_release(brood_handle_t* h) {
   p->pidfd = -1;
 }
 
-/* At teardown (lua_close, or loop:close()) cleanup children still alive
-** get their signal; they are reaped by init once we are gone. */
-void brood__process_teardown(brood_loop_t* loop) {
-  for (brood_process_t* p = live_head; p != NULL; p = p->next)
-    if (p->h.loop == loop && p->cleanup_signal != 0)
-      send_signal(p, p->cleanup_signal);
+/* ----- cleanup: killing children's trees -------------------------------
+** A cleanup child dies with its whole tree, as a timeout kills it
+** (DESIGN §8): its process group where it leads one, else every
+** descendant found under /proc (first, so that none escapes to init when
+** the child dies), then the child. */
+
+/* Signal the descendants of root found in table[0..n-1], breadth first,
+** parents before children; queue has room for cap pids. */
+static void kill_descendants(const brood_proc_t* table, size_t n, int* queue,
+                             size_t cap, pid_t root, int sig) {
+  size_t head = 0, tail = 0;
+  int parent = (int)root;
+  for (;;) {
+    for (size_t i = 0; i < n && tail < cap; i++)
+      if (table[i].ppid == parent && table[i].pid > 0)
+        queue[tail++] = table[i].pid;
+    if (head == tail) break;
+    parent = queue[head++];
+  }
+  for (size_t i = 0; i < tail; i++) kill((pid_t)queue[i], sig);
 }
 
-/* For the host's fatal-signal path: async-signal-safe, signals every live
-** cleanup child of every loop. */
-void brood__process_kill_cleanup(void) {
+static int is_cleanup_child(const brood_process_t* p,
+                            const brood_loop_t* only) {
+  return (only == NULL || p->h.loop == only) && p->cleanup_signal != 0;
+}
+
+/* Does some cleanup child (of `only`, or of any loop when NULL) need the
+** process table, having no process group of its own? */
+static int needs_table(const brood_loop_t* only) {
   for (brood_process_t* p = live_head; p != NULL; p = p->next)
-    if (p->cleanup_signal != 0) kill(p->pid, p->cleanup_signal);
+    if (is_cleanup_child(p, only) && !p->leads_group) return 1;
+  return 0;
+}
+
+/* Kill the tree of every live cleanup child (of `only`, or of every loop
+** when NULL), descendants looked up in table[0..n-1] (n = 0: none known);
+** queue has room for n pids. Async-signal-safe. */
+static void kill_cleanup_trees(const brood_loop_t* only,
+                               const brood_proc_t* table, size_t n,
+                               int* queue) {
+  for (brood_process_t* p = live_head; p != NULL; p = p->next) {
+    if (!is_cleanup_child(p, only)) continue;
+    if (p->leads_group) {
+      kill(-p->pid, p->cleanup_signal);  /* unreaped: the group is ours */
+      continue;
+    }
+    kill_descendants(table, n, queue, n, p->pid, p->cleanup_signal);
+    send_signal(p, p->cleanup_signal);
+  }
+}
+
+/* At teardown (lua_close, or loop:close()) cleanup children still alive
+** are killed with their trees; they are reaped by init once we are gone.
+** Not in a signal handler: the buffers come from malloc (without memory,
+** only the children themselves are signalled). */
+void brood__process_teardown(brood_loop_t* loop) {
+  brood_proc_t* table = NULL;
+  int* queue = NULL;
+  size_t n = 0;
+  if (needs_table(loop)) {
+    for (size_t cap = 1024;; cap *= 2) {  /* room for every process */
+      table = (brood_proc_t*)malloc(cap * sizeof(*table));
+      if (table == NULL) break;
+      int full;
+      n = brood__proc_scan(table, cap, &full);
+      if (!full) break;
+      free(table);
+      table = NULL;
+    }
+    queue = table != NULL ? (int*)malloc((n + 1) * sizeof(*queue)) : NULL;
+    if (queue == NULL) n = 0;
+  }
+  kill_cleanup_trees(loop, table, n, queue);
+  free(table);
+  free(queue);
+}
+
+/* For fatal signals (the host's handler, and SIGINT while a loop runs
+** under plain lua5.4): async-signal-safe, so static buffers. Callers
+** block the other fatal signals meanwhile, so it never runs twice at once.
+** Processes past the table's room are left out of the search. */
+#define CLEANUP_TABLE_MAX 65536
+void brood__process_kill_cleanup(void) {
+  static brood_proc_t table[CLEANUP_TABLE_MAX];
+  static int queue[CLEANUP_TABLE_MAX];
+  size_t n = 0;
+  int full;
+  if (needs_table(NULL))
+    n = brood__proc_scan(table, CLEANUP_TABLE_MAX, &full);
+  kill_cleanup_trees(NULL, table, n, queue);
 }
 
 /* ----- option reading: Lua normalised them; C still never trusts ------- */
@@ -670,11 +748,26 @@ static brood_process_t* peek_process(lua_State* L) {
   return (brood_process_t*)*box;
 }
 
-/* process:kill(sig) -> true | false (already reaped) | nil, msg, code */
+/* Has the child exited, reaped or not? A zombie's exit is still waiting
+** for the loop to deliver it; waitid with WNOWAIT looks without reaping,
+** so the loop's own wait4 still gets the status and rusage. */
+static int process_exited(brood_process_t* p) {
+  if (p->reaped) return 1;
+  siginfo_t info;
+  int r;
+  memset(&info, 0, sizeof(info));
+  do {
+    r = waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT);
+  } while (r < 0 && errno == EINTR);
+  return r == 0 && info.si_pid == p->pid;
+}
+
+/* process:kill(sig) -> true | false (exited, reaped or not) | nil, msg,
+** code */
 static int process_kill(lua_State* L) {
   brood_process_t* p = peek_process(L);
   int sig = brood__signum(L, 2);
-  if (p == NULL || p->reaped) {
+  if (p == NULL || process_exited(p)) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -684,11 +777,11 @@ static int process_kill(lua_State* L) {
 }
 
 /* process:kill_group(sig) -> true | false (no group of its own, or
-** reaped) | nil, msg, code */
+** exited) | nil, msg, code */
 static int process_kill_group(lua_State* L) {
   brood_process_t* p = peek_process(L);
   int sig = brood__signum(L, 2);
-  if (p == NULL || p->reaped || !p->leads_group) {
+  if (p == NULL || !p->leads_group || process_exited(p)) {
     lua_pushboolean(L, 0);
     return 1;
   }

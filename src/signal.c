@@ -3,6 +3,7 @@
 */
 #include <signal.h>
 #include <string.h>
+#include <strings.h>
 
 #include "private.h"
 
@@ -20,8 +21,9 @@ static const struct { const char* name; int num; } signals[] = {
   {"SIGSYS", SIGSYS}, {NULL, 0}
 };
 
-/* Signal at idx: a name ("SIGTERM", also "TERM") or a number 0..64.
-** Raises on anything else, naming the argument. */
+/* Signal at idx: a name ("SIGTERM", also "TERM", in any case as Node
+** and luv take them) or a number 0..64. Raises on anything else, naming
+** the argument. */
 int brood__signum(lua_State* L, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Integer n = lua_tointeger(L, idx);
@@ -30,9 +32,9 @@ int brood__signum(lua_State* L, int idx) {
     return (int)n;
   }
   const char* name = luaL_checkstring(L, idx);
-  const char* bare = strncmp(name, "SIG", 3) == 0 ? name + 3 : name;
+  const char* bare = strncasecmp(name, "SIG", 3) == 0 ? name + 3 : name;
   for (int i = 0; signals[i].name != NULL; i++)
-    if (strcmp(signals[i].name + 3, bare) == 0) return signals[i].num;
+    if (strcasecmp(signals[i].name + 3, bare) == 0) return signals[i].num;
   return luaL_argerror(L, idx,
                        lua_pushfstring(L, "unknown signal '%s'", name));
 }
@@ -67,6 +69,10 @@ typedef struct {
 ** own handler for the signals it handles (cleanup children first). */
 static int started[65];
 void (*brood__signal_released)(int signum) = NULL;
+
+int brood__signal_watched(int signum) {
+  return signum > 0 && signum < 65 && started[signum] > 0;
+}
 
 static void signal_forget(brood_signal_t* s) {
   int signum = s->signum;

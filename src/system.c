@@ -3,13 +3,12 @@
 ** clocks, kill by pid, the environment, the process table under /proc.
 */
 #define _GNU_SOURCE
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -70,46 +69,108 @@ static int system_exepath(lua_State* L) {
   return 1;
 }
 
-/* Parse /proc/<pid>/stat: state and parent pid. Returns 0 on success. */
-static int read_stat(const char* pid, char* state, long* ppid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof(path), "/proc/%s/stat", pid);
-  FILE* f = fopen(path, "re");
-  if (f == NULL) return -1;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char* close_paren = strrchr(buf, ')');  /* comm may hold spaces */
-  if (close_paren == NULL) return -1;
-  return sscanf(close_paren + 1, " %c %ld", state, ppid) == 2 ? 0 : -1;
+/* ----- the process table, async-signal-safe ----------------------------
+** The host's fatal-signal handler walks it (to kill cleanup children's
+** trees), so only syscalls here: no malloc, no stdio, no opendir. */
+
+struct linux_dirent64 {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+/* "/proc/" name "/stat" into path (64 bytes); 0 if the name is not a pid. */
+static int stat_path(char* path, const char* name) {
+  static const char head[] = "/proc/", tail[] = "/stat";
+  size_t n = 0, i;
+  for (i = 0; head[i] != '\0'; i++) path[n++] = head[i];
+  for (i = 0; name[i] != '\0'; i++) {
+    if (name[i] < '0' || name[i] > '9' || i > 20) return 0;
+    path[n++] = name[i];
+  }
+  if (i == 0) return 0;
+  for (i = 0; i < sizeof(tail); i++) path[n++] = tail[i];  /* with NUL */
+  return 1;
 }
 
-typedef struct { long pid, ppid; char state; } proc_entry_t;
+static long parse_long(const char** p) {
+  long v = 0;
+  while (**p >= '0' && **p <= '9') v = v * 10 + (*(*p)++ - '0');
+  return v;
+}
+
+/* Read pid, state and parent pid from /proc/<name>/stat. */
+static int read_stat(const char* name, brood_proc_t* out) {
+  char path[64], buf[512];
+  if (!stat_path(path, name)) return -1;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n;
+  do {
+    n = read(fd, buf, sizeof(buf) - 1);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  /* "pid (comm) S ppid ...": comm may hold spaces and parentheses */
+  const char* close_paren = NULL;
+  for (ssize_t i = 0; i < n; i++)
+    if (buf[i] == ')') close_paren = buf + i;
+  if (close_paren == NULL || close_paren[1] != ' ' || close_paren[2] == '\0'
+      || close_paren[3] != ' ')
+    return -1;
+  const char* p = buf;
+  out->pid = (int)parse_long(&p);
+  out->state = close_paren[2];
+  p = close_paren + 4;
+  out->ppid = (int)parse_long(&p);
+  return 0;
+}
+
+size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full) {
+  static const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  /* the buffer is the caller's stack frame: no shared state, so two
+  ** scans (a signal handler interrupting a scan) do not collide */
+  union { char bytes[4096]; uint64_t align; } u;  /* dirents: 8-aligned */
+  char* buf = u.bytes;
+  size_t count = 0;
+  *full = 0;
+  int dir = open("/proc", flags);
+  if (dir < 0) return 0;
+  for (;;) {
+    long got = syscall(SYS_getdents64, dir, buf, sizeof(u.bytes));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    for (long off = 0; off < got;) {
+      struct linux_dirent64* e = (struct linux_dirent64*)(buf + off);
+      off += e->d_reclen;
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      if (count == cap) {
+        *full = 1;
+        close(dir);
+        return count;
+      }
+      if (read_stat(e->d_name, &out[count]) == 0) count++;
+    }
+  }
+  close(dir);
+  return count;
+}
 
 /* Snapshot of every process: pid, parent and state. Caller frees. */
-static proc_entry_t* snapshot(size_t* count) {
-  DIR* dir = opendir("/proc");
-  if (dir == NULL) return NULL;
-  size_t n = 0, cap = 256;
-  proc_entry_t* all = (proc_entry_t*)malloc(cap * sizeof(*all));
-  struct dirent* e;
-  while (all != NULL && (e = readdir(dir)) != NULL) {
-    if (!isdigit((unsigned char)e->d_name[0])) continue;
-    proc_entry_t p;
-    if (read_stat(e->d_name, &p.state, &p.ppid) != 0) continue;
-    p.pid = atol(e->d_name);
-    if (n == cap) {
-      proc_entry_t* grown =
-          (proc_entry_t*)realloc(all, 2 * cap * sizeof(*all));
-      if (grown == NULL) break;
-      all = grown;
-      cap *= 2;
-    }
-    all[n++] = p;
+static brood_proc_t* snapshot(size_t* count) {
+  size_t cap = 512;
+  for (;;) {
+    brood_proc_t* all = (brood_proc_t*)malloc(cap * sizeof(*all));
+    if (all == NULL) return NULL;
+    int full;
+    *count = brood__proc_scan(all, cap, &full);
+    if (!full) return all;
+    free(all);
+    cap *= 2;
   }
-  closedir(dir);
-  *count = n;
-  return all;
 }
 
 /* core.descendants(pid) -> {pid...}: children, grandchildren... of pid,
@@ -117,7 +178,7 @@ static proc_entry_t* snapshot(size_t* count) {
 static int system_descendants(lua_State* L) {
   lua_Integer root = luaL_checkinteger(L, 1);
   size_t n = 0;
-  proc_entry_t* all = snapshot(&n);
+  brood_proc_t* all = snapshot(&n);
   if (all == NULL) return brood__push_error(L, UV_ENOMEM);
   lua_newtable(L);
   lua_Integer found = 0, scanned = 0;
@@ -141,7 +202,7 @@ static int system_descendants(lua_State* L) {
 /* core.zombies() -> {pid...}: children of this process not yet reaped */
 static int system_zombies(lua_State* L) {
   size_t n = 0;
-  proc_entry_t* all = snapshot(&n);
+  brood_proc_t* all = snapshot(&n);
   if (all == NULL) return brood__push_error(L, UV_ENOMEM);
   long self = (long)getpid();
   lua_newtable(L);

@@ -32,6 +32,10 @@ static int timer_start(lua_State* L) {
   luaL_argcheck(L, repeat >= 0, 3, "must not be negative");
   luaL_checktype(L, 4, LUA_TFUNCTION);
   brood__set_ref(L, 4, &t->h.cb_ref);
+  /* libuv counts from the loop's cached time, which stands still while
+  ** the script runs synchronously (busy Lua, a *_sync call on its private
+  ** loop): refresh it, so every timer counts from the moment it is set. */
+  uv_update_time(&t->h.loop->uv);
   uv_timer_start(&t->timer, timer_cb, (uint64_t)timeout, (uint64_t)repeat);
   return 0;
 }

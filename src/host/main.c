@@ -5,8 +5,9 @@
 **
 **   brood [-e stat] [-l mod] [-v] [script [args]]
 **
-** An uncaught error prints its traceback to stderr and exits 1. SIGINT and
-** SIGTERM without a script handler signal the cleanup children first.
+** An uncaught error prints its traceback to stderr and exits 1. SIGINT,
+** SIGTERM and SIGHUP without a script handler kill the cleanup children's
+** whole trees first, then the host dies of the signal.
 */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -74,17 +75,24 @@ static int docall(lua_State* L, int narg, int nres) {
   return status;
 }
 
-/* Fatal signals: children started with `cleanup` go first. */
+/* Fatal signals: children started with `cleanup` go first, with their
+** trees (async-signal-safe), whatever loop waits for them: the default
+** loop or the private one of a *_sync call. Then die of the signal. */
 static void on_fatal_signal(int sig) {
   brood__process_kill_cleanup();
   signal(sig, SIG_DFL);
-  raise(sig);
+  raise(sig);  /* blocked while we run: delivered when the handler returns */
 }
 
 static void install_fatal_handler(int sig) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_fatal_signal;
+  /* one cleanup at a time: its buffers are static */
+  sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGINT);
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaddset(&sa.sa_mask, SIGHUP);
   sigaction(sig, &sa, NULL);
 }
 
