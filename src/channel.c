@@ -19,10 +19,18 @@
 ** Receiving reads into one input buffer; a frame's length is checked
 ** against max_message_size before room is made for it, and a large frame
 ** is read straight into room made once, so receiving is linear in its
-** size. Each complete frame is decoded into Lua and delivered at once.
+** size. Each complete frame is decoded into Lua and delivered at once,
+** under one protected call per read (a peer's message that Lua has no
+** memory for fails that channel, not the loop). The end of the stream is
+** delivered after every complete frame before it.
+**
+** Every send callback runs exactly once, after its send returned: once
+** written, with the error of a failed write, or ECANCELED when the
+** channel closes first.
 */
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,15 +45,20 @@
 
 typedef struct brood_channel_s brood_channel_t;
 
-/* One write: a buffer of frames and the callbacks of the sends in it. */
-typedef struct {
+/* One write: a buffer of frames and the callbacks of the sends in it.
+** Every callback runs exactly once: from batch_write_cb, or, for a write
+** that libuv refused at once, from the channel's list of failed batches
+** (batches_fail), never before the send that queued it has returned. */
+typedef struct batch_s {
   uv_write_t req;
   brood_loop_t* loop;
   brood_buf_t buf;
-  int* cbs;           /* registry refs; released in batch_write_cb */
+  int* cbs;           /* registry refs; released in batch_done */
   int ncbs;
   int handle_ref;     /* the handle sent with it, kept alive until written */
   brood_handle_t* pinned;  /* ...and its block, which may not close before */
+  int status;         /* a refused write: its libuv error */
+  struct batch_s* next;    /* in the channel's list of failed batches */
 } batch_t;
 
 struct brood_channel_s {
@@ -60,8 +73,10 @@ struct brood_channel_s {
   size_t hwm;           /* send() reports "full" from this many bytes */
   int want_drain;       /* a send reported full: call drain_ref when empty */
   int drain_ref;
-  int reading;
+  int reading;           /* Lua wants messages (read_start, not read_stop) */
+  int eof;               /* the end of reading: UV_EOF or a read error */
   int parse_pending;    /* frames wait in `in` since a read_stop */
+  batch_t* failed;      /* writes refused at once: callbacks still due */
   int in_flush_list;
   brood_channel_t* flush_next;
 };
@@ -83,21 +98,36 @@ static void batch_free(batch_t* b) {
   free(b);
 }
 
+/* Call the batch's callbacks with status, release its refs, free it. */
+static void batch_done(batch_t* b, int status) {
+  brood_loop_t* loop = b->loop;
+  if (b->pinned != NULL) brood__handle_unpin(b->pinned);
+  if (!loop->torn_down) {
+    for (int i = 0; i < b->ncbs; i++) {
+      brood__call_status(loop, b->cbs[i], status);
+      brood__unref(loop->main, &b->cbs[i]);
+    }
+    brood__unref(loop->main, &b->handle_ref);
+  }
+  batch_free(b);
+}
+
+/* Run the callbacks of the writes libuv refused (in the order they were
+** refused: the list is kept oldest first). */
+static void batches_fail(brood_channel_t* ch) {
+  while (ch->failed != NULL) {
+    batch_t* b = ch->failed;
+    ch->failed = b->next;
+    batch_done(b, b->status);
+  }
+}
+
 static void batch_write_cb(uv_write_t* req, int status) {
   batch_t* b = (batch_t*)req->data;
   brood_loop_t* loop = b->loop;
   brood_channel_t* ch = (brood_channel_t*)req->handle->data;
-  if (b->pinned != NULL) brood__handle_unpin(b->pinned);
-  if (loop->torn_down) {
-    batch_free(b);
-    return;
-  }
-  for (int i = 0; i < b->ncbs; i++) {
-    brood__call_status(loop, b->cbs[i], status);
-    brood__unref(loop->main, &b->cbs[i]);
-  }
-  brood__unref(loop->main, &b->handle_ref);
-  batch_free(b);
+  batch_done(b, status);
+  if (loop->torn_down) return;
   if (ch != NULL && ch->h.state == BROOD_OPEN && ch->want_drain &&
       queued_bytes(ch) == 0) {
     ch->want_drain = 0;
@@ -105,8 +135,21 @@ static void batch_write_cb(uv_write_t* req, int status) {
   }
 }
 
+static void schedule_flush(brood_channel_t* ch);
+
+/* A uv_buf_t over len bytes: uv_buf_init takes an unsigned int, which
+** would cut a write of 4 GiB or more (uv_buf_t.len is a size_t on Unix). */
+static uv_buf_t whole_buf(char* data, size_t len) {
+  uv_buf_t buf;
+  buf.base = data;
+  buf.len = len;
+  return buf;
+}
+
 /* Hand `out` (and its callbacks) to libuv as one write; with send_handle,
-** the handle's fd travels with it. Returns a libuv error or 0. */
+** the handle's fd travels with it. Returns a libuv error or 0. On an
+** error the callbacks are not lost: the batch waits in ch->failed, whose
+** callbacks run from the loop (flush_prepare_cb) or at close. */
 static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
                          int handle_ref) {
   uv_stream_t* send_handle = sent != NULL ? (uv_stream_t*)sent->uv : NULL;
@@ -116,9 +159,9 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
       uv_stream_get_write_queue_size(stream) == 0) {
     /* Nothing to call back and nothing queued before: write now, without
     ** a request (no poll registration, no callback round, buffer kept). */
-    uv_buf_t now = uv_buf_init(ch->out.data, (unsigned int)ch->out.len);
+    uv_buf_t now = whole_buf(ch->out.data, ch->out.len);
     int n = uv_try_write(stream, &now, 1);
-    if (n == (int)ch->out.len) {
+    if (n >= 0 && (size_t)n == ch->out.len) {
       ch->out.len = 0;
       if (ch->out.cap > 4 * WRITE_CHUNK) brood__buf_free(&ch->out);
       return 0;
@@ -129,7 +172,13 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
     }
   }
   batch_t* b = (batch_t*)calloc(1, sizeof(*b));
-  if (b == NULL) return UV_ENOMEM;
+  if (b == NULL) {
+    /* Nothing taken: `out` and its callbacks stay queued for the next
+    ** flush (a handle's fd is then not sent), or for channel_release. Not
+    ** rescheduled here: flush_prepare_cb would spin while memory lacks. */
+    brood__unref(ch->h.loop->main, &handle_ref);
+    return UV_ENOMEM;
+  }
   b->loop = ch->h.loop;
   b->buf = ch->out;
   b->cbs = ch->out_cbs;
@@ -144,7 +193,7 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
   ** than one regrown from nothing */
   (void)brood__buf_reserve(&ch->out, b->buf.len < WRITE_CHUNK
                                          ? b->buf.len : WRITE_CHUNK);
-  uv_buf_t buf = uv_buf_init(b->buf.data, (unsigned int)b->buf.len);
+  uv_buf_t buf = whole_buf(b->buf.data, b->buf.len);
   int err = send_handle != NULL
       ? uv_write2(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, send_handle,
                   batch_write_cb)
@@ -154,10 +203,13 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
     b->pinned = err == 0 ? sent : NULL;
   }
   if (err != 0) {
-    /* Not queued: the callbacks will never run; release them here. */
-    for (int i = 0; i < b->ncbs; i++) brood__unref(ch->h.loop->main, &b->cbs[i]);
-    brood__unref(ch->h.loop->main, &b->handle_ref);
-    batch_free(b);
+    /* Not queued, so libuv will not call back: the loop does, with the
+    ** error, once the send that got here has returned. */
+    batch_t** tail = &ch->failed;
+    while (*tail != NULL) tail = &(*tail)->next;
+    b->status = err;
+    *tail = b;
+    schedule_flush(ch);
   }
   return err;
 }
@@ -184,6 +236,7 @@ static void flush_prepare_cb(uv_prepare_t* prepare) {
     ch->in_flush_list = 0;
     if (ch->h.state == BROOD_OPEN) {
       channel_flush(ch, NULL, LUA_NOREF);
+      batches_fail(ch);
       if (ch->want_drain && queued_bytes(ch) == 0) {
         ch->want_drain = 0;  /* written at once: no write callback comes */
         if (brood__push_ref(loop, ch->drain_ref)) brood__call(loop, 0);
@@ -237,7 +290,10 @@ static int push_out_cb(brood_channel_t* ch, lua_State* L, int idx) {
 /* ch:send(value, kind, handle, cb) -> queued bytes, full (boolean)
 **                                   | nil, msg, code (EMSGSIZE, ...)
 ** Raises when value cannot be encoded; the channel stays as it was. kind
-** 1..3 comes with a brood stream or server handle whose fd is sent. */
+** 1..3 comes with a brood stream or server handle whose fd is sent. With
+** nil, msg, code nothing was queued and cb is not taken; otherwise cb(nil
+** | error name) runs exactly once, after this returns: once written, or
+** with the error of a write that failed, or ECANCELED at close. */
 static int channel_send(lua_State* L) {
   brood_channel_t* ch = check_channel(L);
   luaL_checkany(L, 2);
@@ -282,20 +338,22 @@ static int channel_send(lua_State* L) {
     out->len = start;
     return luaL_error(L, "brood: out of memory");
   }
+  /* From here on the frame is queued and cb taken: a write that fails
+  ** reaches cb (from the loop), so the send itself succeeds. */
   int uverr = 0;
   if (sent != NULL) {
     lua_pushvalue(L, 4);
-    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* unref: batch */
+    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* unref: batch_done */
     uverr = channel_flush(ch, sent, handle_ref);
   } else if (out->len >= WRITE_CHUNK) {
     uverr = channel_flush(ch, NULL, LUA_NOREF);
   } else {
     schedule_flush(ch);
   }
-  if (uverr != 0) return brood__push_error(L, uverr);
   size_t queued = queued_bytes(ch);
-  int full = queued >= ch->hwm;
-  if (full) ch->want_drain = 1;
+  /* a refused write: the channel is failing; report it "full" */
+  int full = uverr != 0 || queued >= ch->hwm;
+  if (full && uverr == 0) ch->want_drain = 1;
   lua_pushinteger(L, (lua_Integer)queued);
   lua_pushboolean(L, full);
   return 2;
@@ -306,7 +364,7 @@ static int channel_flush_method(lua_State* L) {
   brood_channel_t* ch = check_channel(L);
   unschedule_flush(ch);
   int err = channel_flush(ch, NULL, LUA_NOREF);
-  if (err != 0) return brood__push_error(L, err);
+  if (err != 0) return brood__push_error(L, err);  /* callbacks: as send */
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -402,8 +460,38 @@ static int accept_handle(brood_channel_t* ch, int kind, lua_State* L) {
   return 0;
 }
 
-/* Decode and deliver every complete frame in the input buffer. */
-static void channel_parse(brood_channel_t* ch) {
+/* Room for a whole frame of `size` bytes at the start of the input
+** buffer: exactly that much for a large frame (doubling would ask for up
+** to twice a message's size: 8 GiB for a 4 GiB one). */
+static int in_reserve_frame(brood_channel_t* ch, size_t size) {
+  if (ch->in.cap >= size) return 0;
+  if (size <= 2 * ch->in.cap)
+    return brood__buf_reserve(&ch->in, size - ch->in.len);
+  char* data = (char*)realloc(ch->in.data, size);
+  if (data == NULL) return -1;
+  ch->in.data = data;
+  ch->in.cap = size;
+  return 0;
+}
+
+/* The end of reading, once every complete frame before it is delivered:
+** a frame cut short is the peer's fault; otherwise EOF or the read error. */
+static void channel_end(brood_channel_t* ch) {
+  if (ch->in.len > ch->in_pos) {
+    channel_report(ch, "EBADMSG",
+                   "the peer closed the channel in the middle of a message");
+    return;
+  }
+  if (ch->eof == UV_EOF) channel_report(ch, "EOF", "channel closed");
+  else channel_report(ch, brood__err_name(ch->eof), "read failed");
+}
+
+/* Decode and deliver every complete frame in the input buffer, then the
+** end of reading if it came. Runs under lua_pcall (channel_parse): the
+** decoding pushes onto the loop's thread and may raise (out of memory for
+** a peer's large message), which must not unwind through libuv. Each
+** handler runs under its own brood__call, so its errors stay there. */
+static void parse_frames(brood_channel_t* ch) {
   brood_loop_t* loop = ch->h.loop;
   int delivered = 1;  /* 0 once a handler raised: the loop stops for it */
   while (delivered && ch->reading && ch->h.state == BROOD_OPEN) {
@@ -424,14 +512,15 @@ static void channel_parse(brood_channel_t* ch) {
       channel_report(ch, "EBADMSG", "the peer sent a frame of unknown kind");
       return;
     }
-    if (avail < FRAME_HEADER + body) {
+    if (avail - FRAME_HEADER < body) {
+      if (ch->eof != 0) break;  /* it will never complete */
       /* Make room for the whole frame once: the rest is read into it. */
       if (ch->in_pos > 0) {
         memmove(ch->in.data, ch->in.data + ch->in_pos, avail);
         ch->in.len = avail;
         ch->in_pos = 0;
       }
-      if (brood__buf_reserve(&ch->in, FRAME_HEADER + body - avail) != 0)
+      if (in_reserve_frame(ch, FRAME_HEADER + body) != 0)
         channel_report(ch, "ENOMEM", "out of memory for a message");
       return;
     }
@@ -471,6 +560,50 @@ static void channel_parse(brood_channel_t* ch) {
     ch->in_pos = 0;
   }
   if (ch->in.len == 0 && ch->in.cap > 4 * READ_CHUNK) brood__buf_free(&ch->in);
+  if (delivered && ch->eof != 0 && ch->reading &&
+      ch->h.state == BROOD_OPEN)
+    channel_end(ch);
+}
+
+/* lua_pcall'd by channel_parse: (message handler, channel). The handler
+** is passed down because brood__call names it by its stack index, which
+** must be one of this frame's. */
+static int parse_protected(lua_State* L) {
+  brood_channel_t* ch = (brood_channel_t*)lua_touserdata(L, 2);
+  ch->h.loop->msgh = 1;
+  parse_frames(ch);
+  return 0;
+}
+
+/* Deliver what the input buffer holds. A Lua error out of the decoding
+** (memory, above all) fails this channel with an "error" on its owner;
+** the loop and every other channel carry on. */
+static void channel_parse(brood_channel_t* ch) {
+  brood_loop_t* loop = ch->h.loop;
+  lua_State* L = loop->L;
+  if (L == NULL || loop->closing || loop->torn_down) return;
+  int msgh = loop->msgh;
+  lua_pushcfunction(L, parse_protected);
+  lua_pushvalue(L, msgh);
+  lua_pushlightuserdata(L, ch);
+  int status = lua_pcall(L, 2, 0, 0);
+  loop->msgh = msgh;
+  if (status == LUA_OK) return;
+  char msg[200];
+  const char* what = lua_tostring(L, -1);
+  snprintf(msg, sizeof(msg), "cannot take in a message: %s",
+           what != NULL ? what : "error object");
+  lua_pop(L, 1);
+  if (ch->h.state != BROOD_OPEN) return;
+  channel_report(ch, status == LUA_ERRMEM ? "ENOMEM" : "EBADMSG", msg);
+}
+
+/* Is something still to be read on the channel's socket? */
+static int channel_unread(brood_channel_t* ch) {
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((uv_handle_t*)&ch->pipe, &fd) != 0) return 0;
+  return ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 static void channel_read_cb(uv_stream_t* stream, ssize_t nread,
@@ -483,14 +616,15 @@ static void channel_read_cb(uv_stream_t* stream, ssize_t nread,
     return;
   }
   if (nread == 0) return;
-  size_t partial = ch->in.len - ch->in_pos;
-  if (nread == UV_EOF && partial > 0) {
-    channel_report(ch, "EBADMSG",
-                   "the peer closed the channel in the middle of a message");
+  /* libuv (1.44 at least) takes a hang-up after a short read for the end
+  ** of the stream; but the kernel ends a read at each passed fd, so bytes
+  ** may wait behind it: the peer's last messages. Read on, then. */
+  if (nread == UV_EOF && channel_unread(ch) &&
+      uv_read_start(stream, channel_alloc_cb, channel_read_cb) == 0)
     return;
-  }
-  channel_report(ch, nread == UV_EOF ? "EOF" : brood__err_name((int)nread),
-                 nread == UV_EOF ? "channel closed" : "read failed");
+  uv_read_stop(stream);
+  ch->eof = (int)nread;
+  channel_parse(ch);  /* the complete frames first, then the end */
 }
 
 /* ch:read_start(on_message) -> true | nil, msg, code */
@@ -499,13 +633,15 @@ static int channel_read_start(lua_State* L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   brood__set_ref(L, 2, &ch->h.cb_ref);
   if (!ch->reading) {
-    int err = uv_read_start((uv_stream_t*)&ch->pipe, channel_alloc_cb,
-                            channel_read_cb);
-    if (err != 0) return brood__push_error(L, err);
+    if (ch->eof == 0) {
+      int err = uv_read_start((uv_stream_t*)&ch->pipe, channel_alloc_cb,
+                              channel_read_cb);
+      if (err != 0) return brood__push_error(L, err);
+    }
     ch->reading = 1;
-    /* Frames may wait in the buffer from before a read_stop: deliver them
-    ** from the loop, never before this returns. */
-    if (ch->in.len > ch->in_pos) {
+    /* Frames may wait in the buffer from before a read_stop (or the end
+    ** of reading): deliver them from the loop, never before this returns. */
+    if (ch->in.len > ch->in_pos || ch->eof != 0) {
       ch->parse_pending = 1;
       schedule_flush(ch);
     }
@@ -523,19 +659,26 @@ static int channel_read_stop(lua_State* L) {
 
 /* ----- life cycle ------------------------------------------------------------ */
 
+/* Closed (the close callback): the sends whose writes failed hear of it,
+** then those never handed to libuv get ECANCELED ("channel closed"). */
 static void channel_release(brood_handle_t* h) {
   brood_channel_t* ch = (brood_channel_t*)h;
-  h->loop->spinners--;
+  brood_loop_t* loop = h->loop;
+  loop->spinners--;
   unschedule_flush(ch);
+  batches_fail(ch);
   brood__buf_free(&ch->in);
   brood__buf_free(&ch->out);
-  if (!h->loop->torn_down) {
-    for (int i = 0; i < ch->n_out_cbs; i++)
-      brood__unref(h->loop->main, &ch->out_cbs[i]);
-    brood__unref(h->loop->main, &ch->drain_ref);
+  if (!loop->torn_down) {
+    for (int i = 0; i < ch->n_out_cbs; i++) {
+      brood__call_status(loop, ch->out_cbs[i], UV_ECANCELED);
+      brood__unref(loop->main, &ch->out_cbs[i]);
+    }
+    brood__unref(loop->main, &ch->drain_ref);
   }
   free(ch->out_cbs);
   ch->out_cbs = NULL;
+  ch->n_out_cbs = ch->cap_out_cbs = 0;
 }
 
 typedef struct {

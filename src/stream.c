@@ -130,7 +130,11 @@ static int stream_write(lua_State* L) {
   w->loop = s->h.loop;
   w->req.data = w;
   w->data_ref = w->cb_ref = LUA_NOREF;
-  uv_buf_t buf = uv_buf_init((char*)data, (unsigned int)len);
+  /* not uv_buf_init, whose unsigned int length would cut 4 GiB or more
+  ** (uv_buf_t.len is a size_t on Unix) */
+  uv_buf_t buf;
+  buf.base = (char*)data;
+  buf.len = len;
   int err = uv_write(&w->req, &s->u.stream, &buf, 1, stream_write_cb);
   if (err != 0) {
     free(w);

@@ -11,10 +11,11 @@
 local loop = require "brood.loop"
 local stream = require "brood.stream"
 local Error = require "brood.error"
+local check = require "brood.check"
 
 local M = {}
 
-local defer, await = loop.defer, loop.await
+local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
 local pack, unpack, select = table.pack, table.unpack, select
 
 M.DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
@@ -25,6 +26,18 @@ M.SOCKET_BUFFER = 4 * 1024 * 1024
 local function closed_error()
   return Error.new({message = "Channel closed", code = "ERR_IPC_CHANNEL_CLOSED"})
 end
+
+-- What a send's cb gets for the core's status: nil once written; a write
+-- cancelled because the channel closed is ERR_IPC_CHANNEL_CLOSED; any
+-- other status is the write's error ("write EPIPE").
+local function send_status(code)
+  if code == nil then return nil end
+  if code == "ECANCELED" then return closed_error() end
+  return Error.new({message = "write " .. code, code = code,
+                    syscall = "write"})
+end
+
+local SEND_OPTIONS = {keep_open = "boolean"}
 
 -- Frame kinds for handles (docs/wire-format.md).
 local KIND = {server = 1, tcp = 2, pipe = 3}
@@ -157,9 +170,10 @@ function Mixin:_ch_flush()
   end
 end
 
--- EOF, or a peer that broke the protocol: close and tell.
+-- EOF, or a peer that broke the protocol: close and tell. A peer that
+-- went away with messages of ours unread (ECONNRESET) closed it, too.
 function Mixin:_ch_failed(code, message)
-  if code ~= "EOF" then
+  if code ~= "EOF" and code ~= "ECONNRESET" then
     local err = Error.new({message = "IPC channel: " .. tostring(message),
                            code = code})
     self.channel_error = err
@@ -207,9 +221,9 @@ function Mixin:send(msg, handle, opts, cb)
     error(("bad argument #4 to 'send' (function expected, got %s)")
           :format(type(cb)), 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #3 to 'send' (options table expected, got %s)")
-          :format(type(opts)), 2)
+  if opts ~= nil then
+    local ok, e = pcall(check.options, "send", 3, opts, SEND_OPTIONS)
+    if not ok then error((e:gsub("^.-:%d+: ", "")), 2) end  -- at the caller
   end
   local ch = self._ch
   if ch == nil or not self.connected then
@@ -225,20 +239,23 @@ function Mixin:send(msg, handle, opts, cb)
       error("bad argument #2 to 'send' (a brood.net server or socket, or " ..
             "a pipe stream expected)", 2)
     end
-    local keep_open = opts and opts.keep_open
-    if kind ~= KIND.server and not keep_open then
-      -- the sender's copy closes once the handle is on its way (Node)
-      local user_cb = cb
-      cb = function(err)
-        if not handle.closed then handle:destroy() end
-        if user_cb then user_cb(err) end
-      end
+  end
+  local user_cb = cb
+  local close_after = handle ~= nil and kind ~= KIND.server and
+                      not (opts and opts.keep_open)
+  if close_after then
+    -- the sender's copy closes once the handle is on its way (Node)
+    cb = function(code)
+      if not handle.closed then handle:destroy() end
+      if user_cb then user_cb(send_status(code)) end
     end
+  elseif cb ~= nil then
+    cb = function(code) user_cb(send_status(code)) end
   end
   local queued, full, code = ch:send(msg, kind, h, cb)
-  if queued == nil then
+  if queued == nil then  -- not queued: cb was not taken
     local err = Error.new({message = full, code = code})
-    if cb then defer(cb, err)
+    if user_cb then defer(user_cb, err)
     else defer(function() self:emit("error", err) end) end
     return false
   end
@@ -248,6 +265,9 @@ end
 --- Next message (a waiting operation): msg, handle; or nil, err, code
 -- once the channel has closed.
 function Mixin:recv()
+  -- first, so that it raises in a plain callback every time, and before
+  -- it takes anything (a queued message, a keep-alive reference)
+  must_wait(1)
   local h = self._ch_qhead
   if h <= self._ch_qtail then
     local m = self._ch_queue[h]
@@ -260,11 +280,21 @@ function Mixin:recv()
     return nil, err, err.code
   end
   self:_ch_ref(1)
-  local r = pack(await(function(done)
+  local waiter
+  local r = pack(pcall(await, function(done)
+    waiter = done
     self._ch_waiters[#self._ch_waiters + 1] = done
   end))
   self:_ch_ref(-1)
-  return unpack(r, 1, r.n)
+  if not r[1] then
+    -- the wait was cancelled: the next message must not go to it
+    local waiters = self._ch_waiters
+    for i = #waiters, 1, -1 do
+      if waiters[i] == waiter then table.remove(waiters, i) end
+    end
+    error(r[2], 0)
+  end
+  return unpack(r, 2, r.n)
 end
 
 --- Close the channel once everything sent so far is written; raises if
