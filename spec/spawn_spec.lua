@@ -711,7 +711,8 @@ describe("brood.spawn", function()
       assert.equal(err.message, tostring(err))
       assert.equal("spawn brood-nosuch-prog", err.syscall)
       assert.equal("brood-nosuch-prog", err.path)
-      assert.same({"brood-nosuch-prog", "a", "b"}, err.spawnargs)
+      -- the arguments without the program, as Node's err.spawnargs
+      assert.same({"a", "b"}, err.spawnargs)
     end)
 
     it("a missing absolute path is ENOENT too", function()
@@ -768,5 +769,127 @@ describe("brood.spawn", function()
       end)
       assert.equal(before, core.fd_count())
     end)
+  end)
+end)
+
+describe("brood.spawn under real use (issue 8)", function()
+  H.guard()
+
+  -- the pids of pid's descendants once there are n of them
+  local function descendants(pid, n)
+    local pids
+    H.run_until(function()
+      pids = core.descendants(pid)
+      return #pids >= n
+    end, 3000)
+    return pids
+  end
+
+  it("timeout bounds wait() even when grandchildren hold the pipes",
+     function()
+    local t0 = core.hrtime()
+    local c = assert(brood.spawn("sh", {"-c", "sleep 13 & sleep 14"},
+                                 {timeout = 300}))
+    local kids = descendants(c.pid, 2)
+    assert.equal(2, #kids)
+    assert.same({nil, "SIGTERM"}, {c:wait()})
+    assert.is_true((core.hrtime() - t0) / 1e6 < 5000)
+    assert.is_true(c.killed)
+    assert.equal("SIGTERM", c.signal_code)
+    assert.is_nil(c.exit_code)
+    local left = {}
+    for _, pid in ipairs(kids) do
+      -- signalled, it dies at once; spared, it would live 13 s more
+      if not H.gone(pid, 2000) then
+        left[#left + 1] = pid
+        brood.kill(pid, "SIGKILL")
+      end
+    end
+    assert.same({}, left)  -- the timeout killed the tree
+  end)
+
+  it("timeout: a descendant that survives the kill does not hold wait()",
+     function()
+    local t0 = core.hrtime()
+    local c = assert(brood.spawn("sh", {"-c",
+      "(trap '' TERM; exec sleep 14) & echo started; sleep 13"},
+      {timeout = 300}))
+    assert.equal("started\n", c.stdout:read())
+    local kids = descendants(c.pid, 2)
+    assert.same({nil, "SIGTERM"}, {c:wait()})
+    assert.is_true((core.hrtime() - t0) / 1e6 < 5000)
+    assert.is_nil(c.stdout:read())  -- our side of its pipes is closed
+    for _, pid in ipairs(kids) do
+      if H.alive(pid) then brood.kill(pid, "SIGKILL") end
+      assert.is_true(H.gone(pid))
+    end
+  end)
+
+  it("kill_signal = 0 raises (a timeout would leave the child running)",
+     function()
+    raises("bad argument #3 to 'spawn' (option 'kill_signal' must not be 0 " ..
+           "(it would not stop the child))",
+           brood.spawn, "sleep", {"1"}, {timeout = 10, kill_signal = 0})
+  end)
+
+  it("a failure after the launch kills the child and returns nil, err",
+     function()
+    local real = core.pipe_open
+    local calls = 0
+    core.pipe_open = function(...)
+      calls = calls + 1
+      if calls == 2 then return nil, "EMFILE: too many open files", "EMFILE" end
+      return real(...)
+    end
+    local ok, c, err, code = pcall(brood.spawn, "sleep", {"30"})
+    core.pipe_open = real
+    assert.is_true(ok)
+    assert.is_nil(c)
+    assert.equal("EMFILE", code)
+    assert.equal("spawn 'sleep': cannot watch stdio[2]: EMFILE: too many " ..
+                 "open files", err.message)
+    -- H.guard: no fd, no zombie, no handle is left
+  end)
+
+  describe("waiting in a plain callback raises, every time", function()
+    local function in_callback(fn)
+      local err
+      brood.set_timeout(0, function()
+        local ok, e = pcall(fn)
+        err = ok and "no error" or e
+      end)
+      brood.run()
+      return err
+    end
+
+    it("child:wait() in an \"exit\" handler, before and after \"close\"",
+       function()
+      local c = assert(brood.spawn("true"))
+      local line = debug.getinfo(1, "l").currentline + 1
+      local err = in_callback(function() c:wait() end)
+      assert.equal(("spec/spawn_spec.lua:%d: brood: cannot wait outside a " ..
+                    "task (use brood.go)"):format(line), err)
+      c:wait()
+      err = in_callback(function() c:wait() end)  -- "close" has come
+      assert.matches("^spec/spawn_spec%.lua:%d+: brood: cannot wait", err)
+    end)
+  end)
+
+  it("a method called with a dot raises, naming the colon form", function()
+    local c = assert(brood.spawn("sleep", {"30"}))
+    raises("use child:wait(), not child.wait()", function() return c.wait() end)
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function() c.kill("SIGTERM") end)
+    assert.is_false(ok)
+    assert.equal(("spec/spawn_spec.lua:%d: use child:kill(), not " ..
+                  "child.kill()"):format(line), err)
+    for _, m in ipairs({"ref", "unref", "on", "once", "off"}) do
+      local ok2, err2 = pcall(c[m], "exit", function() end)
+      assert.is_false(ok2)
+      assert.matches(("use child:%s%%(%%), not child%%.%s%%(%%)$"):format(m, m),
+                     err2)
+    end
+    assert.is_true(c:kill())
+    c:wait()
   end)
 end)

@@ -485,3 +485,157 @@ describe("child streams", function()
     end)
   end)
 end)
+
+describe("child streams under real use (issue 8)", function()
+  H.guard()
+
+  describe("a write to a child that has gone is EPIPE, always", function()
+    it("after wait(): to the callback and as the return", function()
+      local c = assert(brood.spawn("true"))
+      assert.same({0, nil}, {c:wait()})
+      local got
+      local ok, err, code = c.stdin:write("late", function(e) got = e end)
+      assert.is_nil(ok)
+      assert.equal("EPIPE", code)
+      assert.equal("EPIPE", err.code)
+      assert.equal("write", err.syscall)
+      assert.is_nil(got)  -- never before write returns
+      assert.is_true(H.run_until(function() return got ~= nil end))
+      assert.equal("EPIPE", got.code)
+      assert.equal("write", got.syscall)
+    end)
+
+    it("while it exits: the first write, from \"exit\" or \"close\"",
+       function()
+      for _, event in ipairs({"exit", "close", "exit", "close"}) do
+        local c = assert(brood.spawn("true"))
+        local ret, got
+        c:on(event, function()
+          ret = table.pack(c.stdin:write("x", function(e) got = e or "ok" end))
+        end)
+        c:wait()
+        assert.is_true(H.run_until(function() return got ~= nil end))
+        assert.equal("EPIPE", got.code, event)
+        assert.equal("write", got.syscall)
+        -- queued (true) or refused at once (nil, err, "EPIPE"): never
+        -- ERR_STREAM_WRITE_AFTER_END
+        assert.is_true(ret[1] == true or ret[3] == "EPIPE", event)
+        local _, _, code = c.stdin:write("again")
+        assert.equal("EPIPE", code)
+      end
+    end)
+
+    it("a stream the script ended stays ERR_STREAM_WRITE_AFTER_END",
+       function()
+      local c = assert(brood.spawn("true"))
+      c.stdin:close()
+      c:wait()
+      local _, _, code = c.stdin:write("x")
+      assert.equal("ERR_STREAM_WRITE_AFTER_END", code)
+    end)
+  end)
+
+  it("lines() is linear: a million short lines in one chunk", function()
+    -- a stream whose buffer holds them all as one chunk, then EOF
+    local stream = require "brood.stream"
+    local r, w = assert(core.pipe())
+    local s = stream.new(assert(core.pipe_open(core.default_loop, r)),
+                         true, false)
+    s:_push(("ab\n"):rep(1000000))
+    core.close_fd(w)
+    local t0 = core.hrtime()
+    local n, bad = 0, 0
+    for line in s:lines() do
+      n = n + 1
+      if line ~= "ab" then bad = bad + 1 end
+    end
+    assert.is_true((core.hrtime() - t0) / 1e9 < 20)  -- was hours
+    assert.equal(1000000, n)
+    assert.equal(0, bad)
+    assert.is_true(H.run_until(function() return s.closed end))
+  end)
+
+  it("lines() is linear: a million short lines from a child", function()
+    local c = sh("yes ab | head -n 1000000")
+    local t0 = core.hrtime()
+    local n, bad = 0, 0
+    for line in c.stdout:lines() do
+      n = n + 1
+      if line ~= "ab" then bad = bad + 1 end
+    end
+    assert.is_true((core.hrtime() - t0) / 1e9 < 20)  -- was minutes
+    assert.equal(1000000, n)
+    assert.equal(0, bad)
+    c:wait()
+  end)
+
+  it("lines() joins a line spread over many chunks", function()
+    local c = sh("head -c 300000 /dev/zero | tr '\\0' x; echo; echo end")
+    local got = {}
+    for line in c.stdout:lines() do got[#got + 1] = line end
+    assert.same({("x"):rep(300000), "end"}, got)
+    c:wait()
+  end)
+
+  describe("waiting in a plain callback raises, every time", function()
+    local MSG = "brood: cannot wait outside a task (use brood.go)"
+
+    it("read_all() in an \"exit\" handler, output arrived or not", function()
+      for _, script in ipairs({"echo out", "echo out; exec sleep 0.2"}) do
+        local c = sh(script)
+        local err, line
+        c:on("exit", function()
+          line = debug.getinfo(1, "l").currentline + 2
+          local ok, e = pcall(function()
+            local s = c.stdout:read_all()
+            return s
+          end)
+          err = ok and "no error" or e
+        end)
+        H.run_until(function() return err ~= nil end)
+        assert.equal(("spec/stream_spec.lua:%d: %s"):format(line, MSG), err)
+        c:wait()
+        assert.equal("out\n", c.stdout:read_all())
+      end
+    end)
+
+    it("read() and lines() in a \"data\" handler", function()
+      local c = sh("echo one; echo two")
+      local errs = {}
+      c.stderr:on("end", function()
+        local ok, e = pcall(function() local s = c.stdout:read() return s end)
+        errs[1] = ok and "no error" or e
+        local iter = c.stdout:lines()
+        ok, e = pcall(function() for _ in iter do end end)
+        errs[2] = ok and "no error" or e
+      end)
+      c:wait()
+      assert.equal(2, #errs)
+      for _, e in ipairs(errs) do
+        assert.matches("^spec/stream_spec%.lua:%d+: " .. MSG:gsub("%p", "%%%0")
+                       .. "$", e)
+      end
+      assert.equal("one\ntwo\n", c.stdout:read_all())
+    end)
+  end)
+
+  it("a method called with a dot raises, naming the colon form", function()
+    local c = assert(brood.spawn("cat"))
+    local s = c.stdin
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function() s.write("x") end)
+    assert.is_false(ok)
+    assert.equal(("spec/stream_spec.lua:%d: use stream:write(), not " ..
+                  "stream.write()"):format(line), err)
+    for _, m in ipairs({"read", "read_all", "lines", "pipe", "resume",
+                        "pause", "is_paused", "close", "destroy", "fileno",
+                        "ref", "unref", "pending_bytes", "on", "once",
+                        "off"}) do
+      local ok2, err2 = pcall(s[m], "x")
+      assert.is_false(ok2)
+      assert.equal(("use stream:%s(), not stream.%s()"):format(m, m), err2)
+    end
+    s:close()
+    c:wait()
+  end)
+end)

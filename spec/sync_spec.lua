@@ -158,3 +158,67 @@ describe("brood.exec_sync and brood.exec_file_sync", function()
       "bad argument #2 to 'exec_file_sync' (args table expected, got string)")
   end)
 end)
+
+describe("the sync variants under real use (issue 8)", function()
+  H.guard()
+  local core = H.core
+
+  local function raises(msg, fn, ...)
+    local ok, err = pcall(fn, ...)
+    assert.is_false(ok, "expected an error: " .. msg)
+    assert.are.equal(msg, err)
+  end
+
+  it("a bad argument with merge_stderr leaks no fd", function()
+    for _ = 1, 3 do
+      assert.has_error(function()
+        brood.exec_sync("true", {merge_stderr = true, env = {A = "a\0b"}})
+      end)
+      assert.has_error(function()
+        brood.spawn_sync("true", {}, {merge_stderr = true, uid = -1})
+      end)
+    end
+    assert.are.equal("a\nb\n", brood.exec_sync("echo a; echo b >&2",
+                                               {merge_stderr = true}))
+  end)
+
+  it("input with a stdin that is not a pipe raises, naming both", function()
+    raises("bad argument #2 to 'exec_sync' (option 'input' needs stdio[1] " ..
+           "to be \"pipe\", got \"inherit\")",
+           brood.exec_sync, "cat", {input = "x",
+                                    stdio = {"inherit", "pipe", "pipe"}})
+    raises("bad argument #3 to 'spawn_sync' (option 'input' needs stdio[1] " ..
+           "to be \"pipe\", got \"ignore\")",
+           brood.spawn_sync, "cat", {}, {input = "x", stdio = "ignore"})
+    raises("bad argument #3 to 'exec_file_sync' (option 'input' needs " ..
+           "stdio[1] to be \"pipe\", got \"inherit\")",
+           brood.exec_file_sync, "cat", {}, {input = "x", stdio = "inherit"})
+  end)
+
+  it("kill_signal = 0 raises", function()
+    raises("bad argument #3 to 'spawn_sync' (option 'kill_signal' must not " ..
+           "be 0 (it would not stop the child))",
+           brood.spawn_sync, "sleep", {"1"}, {timeout = 10, kill_signal = 0})
+    raises("bad argument #2 to 'exec_sync' (option 'kill_signal' must not " ..
+           "be 0 (it would not stop the child))",
+           brood.exec_sync, "sleep 1", {kill_signal = 0})
+  end)
+
+  it("\"ipc\" raises: a sync child has no loop to talk on", function()
+    raises("bad argument #3 to 'spawn_sync' (stdio[4]: 'ipc' needs a loop: " ..
+           "use brood.spawn or brood.fork)",
+           brood.spawn_sync, "true", {}, {stdio = {"pipe", "pipe", "pipe",
+                                                   "ipc"}})
+  end)
+
+  it("timeout bounds the call even when grandchildren hold the pipes",
+     function()
+    local t0 = core.hrtime()
+    local r = brood.spawn_sync("sh", {"-c", "sleep 13 & sleep 14"},
+                               {timeout = 300})
+    assert.is_true((core.hrtime() - t0) / 1e6 < 5000)
+    assert.are.equal("ETIMEDOUT", r.error.code)
+    assert.are.equal("SIGTERM", r.signal)
+    assert.is_nil(r.status)
+  end)
+end)

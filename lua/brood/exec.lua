@@ -5,7 +5,6 @@
 local core = require "brood.core"
 local loop = require "brood.loop"
 local process = require "brood.process"
-local stream = require "brood.stream"
 local Error = require "brood.error"
 local check = require "brood.check"
 
@@ -18,8 +17,9 @@ local core_loop = loop.core_loop
 M.DEFAULT_MAX_BUFFER = 1024 * 1024
 M.MAXBUFFER = "ERR_CHILD_PROCESS_STDIO_MAXBUFFER"
 -- After a child we killed has exited, how long its pipes may stay open
--- (held by a grandchild that escaped the tree kill) before we stop reading.
-M.DRAIN_AFTER_KILL_MS = 100
+-- (held by a grandchild that escaped the tree kill) before we stop reading:
+-- one rule for spawn's timeout, exec and the sync variants.
+M.DRAIN_AFTER_KILL_MS = process.DRAIN_AFTER_KILL_MS
 
 local EXEC_ONLY = {
   max_buffer = "number", input = "string", force_kill_after = "number",
@@ -45,12 +45,25 @@ function M.split_options(fname, n, opts, spec)
                                    "force_kill_after"),
     idle_timeout = check.count(fname, n, opts.idle_timeout, "idle_timeout"),
     merge_stderr = opts.merge_stderr == true,
-    kill_signal = loop.signum(fname, n, opts.kill_signal or "SIGTERM"),
+    kill_signal = process.kill_signal(fname, n, opts.kill_signal),
   }
   if own.timeout == 0 then own.timeout = nil end
   if own.idle_timeout == 0 then own.idle_timeout = nil end
   if own.merge_stderr and type(opts.stdio) == "table" then
     check.fail(fname, n, "merge_stderr cannot be combined with a stdio array", 2)
+  end
+  if own.input ~= nil then
+    -- Python's rule: input with a stdin we do not write is a mistake, not
+    -- something to drop silently
+    local stdin = opts.stdio
+    if type(stdin) == "table" then stdin = stdin[1] end
+    if stdin ~= nil and stdin ~= "pipe" and stdin ~= "duplex" then
+      local got = type(stdin) == "string" and ('"' .. stdin .. '"') or
+                  math.type(stdin) == "integer" and ("fd " .. stdin) or
+                  type(stdin)
+      check.fail(fname, n, ('option \'input\' needs stdio[1] to be "pipe", ' ..
+                            'got %s'):format(got), 2)
+    end
   end
   local spawn_opts = {}
   for k, v in pairs(opts) do
@@ -225,33 +238,23 @@ end
 
 -- ----- exec on the default loop -------------------------------------------
 
--- Launch for exec/exec_file, then collect.
-local function run(fname, file, args, own, spawn_opts, cmd, cb)
-  if cb == nil and not loop.can_wait() then
-    error(loop.CANNOT_WAIT, 3)  -- before anything is started
-  end
+-- Launch for exec/exec_file, then collect. `n` is the options' position.
+local function run(fname, n, file, args, own, spawn_opts, cmd, cb)
+  -- Before anything starts. Level 3: must_wait's caller is this run,
+  -- reached by a tail call from exec/exec_file inside check.entry's pcall
+  -- (run, pcall, the entry): the error names the user's line.
+  if cb == nil then loop.must_wait(3) end
   -- Without input and without a callback nobody can ever write to the
   -- child's stdin: give it EOF at once rather than a pipe left open.
   local stdin = (own.input == nil and cb == nil) and "ignore" or "pipe"
   if own.merge_stderr then
     -- one pipe for both: the child writes fds 1 and 2 into it, in order
-    local r, w, code = core.pipe()
-    if not r then
-      local err = Error.from_core(fname, w, code, {cmd = cmd})
-      if cb then defer(cb, err, "", "") end
-      return Error.fail(err)
-    end
-    spawn_opts.stdio = {stdin, w, w}
-    local child, err, code2 = process.spawn(file, args, spawn_opts)
-    core.close_fd(w)
-    if not child then
-      core.close_fd(r)
-      return M._launch_failed(err, code2, cmd, cb)
-    end
-    return M._collect(child, own, cmd, cb, r)
+    spawn_opts.stdio = {stdin, "pipe", process.SAME_AS_STDOUT}
+  elseif spawn_opts.stdio == nil then
+    spawn_opts.stdio = {stdin, "pipe", "pipe"}
   end
-  if spawn_opts.stdio == nil then spawn_opts.stdio = {stdin, "pipe", "pipe"} end
-  local child, err, code = process.spawn(file, args, spawn_opts)
+  local child, err, code = process.spawn_child(fname, n, file, args,
+                                               spawn_opts)
   if not child then return M._launch_failed(err, code, cmd, cb) end
   return M._collect(child, own, cmd, cb)
 end
@@ -263,7 +266,7 @@ function M._launch_failed(err, code, cmd, cb)
   return nil, err, code
 end
 
-function M._collect(child, own, cmd, cb, merged_fd)
+function M._collect(child, own, cmd, cb)
   local pending = 0      -- streams not yet closed
   local finished = false
   local waiters, streams = {}, {}
@@ -304,13 +307,8 @@ function M._collect(child, own, cmd, cb, merged_fd)
     end)
   end
 
-  if merged_fd then
-    local h = assert(core.pipe_open(core_loop, merged_fd))
-    watch(stream.new(h, true, false), "stdout")
-  else
-    watch(child.stdout, "stdout")
-    watch(child.stderr, "stderr")
-  end
+  watch(child.stdout, "stdout")
+  watch(child.stderr, "stderr")
 
   child:on("exit", function()
     run_:on_exit(pending > 0)
@@ -343,7 +341,7 @@ local function exec(command, opts, cb)
   if spawn_opts.shell == nil or spawn_opts.shell == false then
     spawn_opts.shell = true
   end
-  return run("exec", command, {}, own, spawn_opts, command, cb)
+  return run("exec", 2, command, {}, own, spawn_opts, command, cb)
 end
 
 --- brood.exec_file(file, args?, opts?, cb?): no shell. Same results as
@@ -354,7 +352,7 @@ local function exec_file(file, a, b, c)
   local argv = process.split_args("exec_file", args or {}, nil)
   local own, spawn_opts = M.split_options("exec_file", 3, opts)
   local cmd = #argv > 0 and (file .. " " .. concat(argv, " ")) or file
-  return run("exec_file", file, argv, own, spawn_opts, cmd, cb)
+  return run("exec_file", 3, file, argv, own, spawn_opts, cmd, cb)
 end
 
 M.exec = check.entry(exec)

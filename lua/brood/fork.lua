@@ -2,9 +2,9 @@
 -- extra fd (DESIGN §6), and `brood.parent`, the channel's other end in the
 -- forked script.
 --
--- The channel is a socketpair: the child's end is passed as one of its
--- stdio fds and named by BROOD_CHANNEL_FD (as Node's NODE_CHANNEL_FD);
--- BROOD_MAX_MESSAGE_SIZE carries the size limit, so both sides enforce it.
+-- fork is spawn of the host with an "ipc" stdio entry: brood.process
+-- makes the channel (a socketpair; the child's end is named by
+-- BROOD_CHANNEL_FD, the size limit by BROOD_MAX_MESSAGE_SIZE).
 -- @module brood.fork
 local core = require "brood.core"
 local loop = require "brood.loop"
@@ -12,6 +12,7 @@ local process = require "brood.process"
 local channel = require "brood.channel"
 local emitter = require "brood.emitter"
 local check = require "brood.check"
+local Error = require "brood.error"
 
 local M = {}
 
@@ -42,17 +43,34 @@ function M.host_path()
   return "brood"  -- PATH
 end
 
+-- The script must exist: else the host would start only to exit 1.
+-- Resolved against opts.cwd, as the host will resolve it.
+local function script_missing(module_path, cwd, argv)
+  local path = module_path
+  if cwd ~= nil and cwd ~= "" and module_path:sub(1, 1) ~= "/" then
+    path = cwd .. "/" .. module_path
+  end
+  local f = io.open(path, "rb")
+  if f then
+    f:close()
+    return nil
+  end
+  local context = ("fork '%s'"):format(module_path)
+  if path ~= module_path then
+    context = ("fork '%s' (in cwd '%s')"):format(module_path, cwd)
+  end
+  return Error.new({message = context .. ": ENOENT: no such file or directory",
+                    code = "ENOENT", errno = 2, syscall = "fork", path = path,
+                    spawnargs = argv})
+end
+
 --- brood.fork(module_path, args?, opts?) -> child | nil, err, code
+-- spawn of the host with an "ipc" entry (DESIGN §6).
 local function fork(module_path, args, opts)
   module_path = check.cstring("fork", 1, module_path, "module_path")
   local a, o, n = process.split_args("fork", args, opts)
   n = n or 3
   o = check.options("fork", n, o, FORK_OPTIONS)
-  local max = check.count("fork", n, o.max_message_size, "max_message_size")
-                or channel.DEFAULT_MAX_MESSAGE_SIZE
-  if max < 1 or max > 0xFFFFFFFF then
-    check.fail("fork", n, "option 'max_message_size' out of range")
-  end
   local argv = {}
   for i, v in ipairs(o.exec_argv or {}) do
     argv[i] = check.cstring("fork", n, v, ("exec_argv[%d]"):format(i))
@@ -66,63 +84,26 @@ local function fork(module_path, args, opts)
     local base = stdio or (o.silent and "pipe" or "inherit")
     stdio = {base, base, base, "ipc"}
   else
+    local has_ipc = false
     stdio = table.move(stdio, 1, #stdio, 1, {})
+    for _, e in ipairs(stdio) do has_ipc = has_ipc or e == "ipc" end
+    if not has_ipc then stdio[#stdio + 1] = "ipc" end
   end
-  local ipc_at
-  for i, e in ipairs(stdio) do
-    if e == "ipc" then
-      if ipc_at then check.fail("fork", n, "stdio may hold one 'ipc' only") end
-      ipc_at = i
-    end
-  end
-  if not ipc_at then
-    ipc_at = #stdio + 1
-    stdio[ipc_at] = "ipc"
-  end
-  local mine, theirs, code = core.socketpair(channel.SOCKET_BUFFER)
-  if not mine then
-    return nil, require("brood.error").from_core("fork", theirs, code), code
-  end
-  stdio[ipc_at] = theirs
 
+  -- spawn's options, but never a shell (as Node: the host is no command)
   local spawn_opts = {}
   for k, v in pairs(o) do
-    if process.SPAWN_OPTIONS[k] then spawn_opts[k] = v end
+    if process.SPAWN_OPTIONS[k] and k ~= "shell" then spawn_opts[k] = v end
   end
   spawn_opts.stdio = stdio
-  local extend = {}
-  for k, v in pairs(o.extend_env or {}) do extend[k] = v end
-  extend.BROOD_CHANNEL_FD = tostring(ipc_at - 1)
-  extend.BROOD_MAX_MESSAGE_SIZE = tostring(max)
-  spawn_opts.extend_env = extend
-
-  local ok, child, err, code2 = pcall(process.spawn,
-                                      o.exec_path or M.host_path(), argv,
-                                      spawn_opts)
-  core.close_fd(theirs)
-  if not ok then
-    core.close_fd(mine)
-    error(child, 2)
-  end
-  if not child then
-    core.close_fd(mine)
-    return nil, err, code2
-  end
-  local ch, msg, code3 = core.channel_open(loop.core_loop, mine, max,
-                                           channel.HIGH_WATER_MARK)
-  if not ch then
-    core.close_fd(mine)
-    child:kill("SIGKILL")
-    error("brood: fork: cannot open the IPC channel: " .. tostring(msg) ..
-          " (" .. tostring(code3) .. ")", 2)
-  end
-  -- The child's "close" waits for its channel as for its output streams.
-  child._open_streams = child._open_streams + 1
-  channel.attach(child, ch, function()
-    child._open_streams = child._open_streams - 1
-    child:_maybe_close()
+  return process.spawn_child("fork", n, o.exec_path or M.host_path(), argv,
+                             spawn_opts, function()
+    -- another exec_path (python3, node...) may take a module name
+    if o.exec_path ~= nil then return true end
+    local err = script_missing(module_path, o.cwd, argv)
+    if err then return Error.fail(err) end
+    return true
   end)
-  return child
 end
 
 M.fork = check.entry(fork)

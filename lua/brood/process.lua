@@ -7,12 +7,14 @@ local emitter = require "brood.emitter"
 local stream = require "brood.stream"
 local Error = require "brood.error"
 local check = require "brood.check"
+local channel = require "brood.channel"
 
 local M = {}
 
 local core_loop = loop.core_loop
-local defer, await = loop.defer, loop.await
+local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
 local concat = table.concat
+local getmetatable, check_self = getmetatable, check.self
 
 local Child = emitter.extend({__name = "brood.Child"})
 Child.__index = Child
@@ -24,8 +26,17 @@ M.SPAWN_OPTIONS = {
   stdio = "string|table", detached = "boolean", group = "boolean",
   uid = "integer", gid = "integer", shell = "boolean|string",
   timeout = "number", kill_signal = "signal", cleanup = "boolean",
-  kill_grace = "number",
+  kill_grace = "number", max_message_size = "number",
 }
+
+-- After a child we killed (a timeout) has exited, how long its pipes may
+-- stay open, held by a descendant that escaped the tree kill, before we
+-- stop reading them: the wait then ends with the child, as exec's does.
+M.DRAIN_AFTER_KILL_MS = 100
+
+-- Internal stdio entry (exec's merge_stderr): this fd shares the child's
+-- end of the stdout pipe, so the order of both is exact.
+M.SAME_AS_STDOUT = setmetatable({}, {__name = "brood.SAME_AS_STDOUT"})
 
 local DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -73,9 +84,9 @@ end
 
 --- The child's environment as "K=V" strings (nil: inherit unchanged) and
 -- its PATH (for the program lookup).
-function M.build_env(fname, n, opts)
+function M.build_env(fname, n, opts, extra)
   local env, extend = opts.env, opts.extend_env
-  if env == nil and extend == nil then
+  if env == nil and extend == nil and extra == nil then
     return nil, os.getenv("PATH") or DEFAULT_PATH
   end
   local map = {}
@@ -86,6 +97,7 @@ function M.build_env(fname, n, opts)
     if v == false then map[k] = nil  -- extend_env = {VAR = false} unsets
     else map[k] = env_value(fname, n, k, v) end
   end
+  for k, v in pairs(extra or {}) do map[k] = v end
   local list = {}
   for k, v in pairs(map) do list[#list + 1] = k .. "=" .. v end
   table.sort(list)
@@ -95,8 +107,32 @@ end
 local STDIO_WORDS = {pipe = true, inherit = true, ignore = true,
                      duplex = true, ipc = true}
 
--- The stdio entries as a dense array of at least three.
-local function stdio_entries(fname, n, stdio)
+-- One stdio entry is valid (a caller mistake raises here, before any
+-- pipe exists).
+local function check_entry(fname, n, i, e, allow_ipc)
+  if type(e) == "string" then
+    if not STDIO_WORDS[e] then
+      check.fail(fname, n, ('stdio[%d]: invalid entry "%s"'):format(i, e), 4)
+    end
+    if e == "ipc" and not allow_ipc then
+      check.fail(fname, n, ("stdio[%d]: 'ipc' needs a loop: use brood.spawn"
+                            .. " or brood.fork"):format(i), 4)
+    end
+  elseif math.type(e) == "integer" then
+    if e < 0 then
+      check.fail(fname, n, ("stdio[%d]: invalid fd %d"):format(i, e), 4)
+    end
+  elseif getmetatable(e) == stream.Stream then
+    if e:fileno() == nil then
+      check.fail(fname, n, ("stdio[%d]: the stream is closed"):format(i), 4)
+    end
+  elseif io.type(e) ~= "file" and e ~= M.SAME_AS_STDOUT then
+    check.fail(fname, n, ("stdio[%d]: invalid entry %s"):format(i, type(e)), 4)
+  end
+end
+
+-- The stdio entries as a dense array of at least three, each checked.
+local function stdio_entries(fname, n, stdio, allow_ipc)
   if stdio == nil then stdio = "pipe" end
   if type(stdio) == "string" then
     if stdio ~= "pipe" and stdio ~= "inherit" and stdio ~= "ignore" then
@@ -116,15 +152,17 @@ local function stdio_entries(fname, n, stdio)
   for i = 1, max do
     local e = stdio[i]
     if e == nil then e = i <= 3 and "pipe" or "ignore" end
+    check_entry(fname, n, i, e, allow_ipc)
     out[i] = e
   end
   return out
 end
 
--- Turn stdio entries into child fds and parent streams. Returns the fd
--- list for core.spawn, the fds to close in the parent after the spawn, and
--- per entry a maker of the parent's stream (or false).
-local function plumb(fname, n, entries)
+-- Turn checked stdio entries into child fds and parent streams. Returns
+-- the fd list for core.spawn, the fds to close in the parent after the
+-- spawn, and per entry the parent's end (or false); or nil, msg, code
+-- when the OS refuses a pipe (nothing is left open then).
+local function plumb(entries)
   local fds, child_ends, parent = {}, {}, {}
   local function undo()
     for _, fd in ipairs(child_ends) do core.close_fd(fd) end
@@ -148,32 +186,23 @@ local function plumb(fname, n, entries)
       if not a then undo() return nil, b, code end
       fds[i], parent[i] = b, {fd = a, readable = true, writable = true}
       child_ends[#child_ends + 1] = b
+    elseif e == "ipc" then
+      local mine, theirs, code = core.socketpair(channel.SOCKET_BUFFER)
+      if not mine then undo() return nil, theirs, code end
+      fds[i], parent[i] = theirs, {fd = mine, ipc = true}
+      child_ends[#child_ends + 1] = theirs
     elseif e == "inherit" then
       fds[i] = fd_index
     elseif e == "ignore" then
       fds[i] = -1
-    elseif e == "ipc" then
-      undo()
-      check.fail(fname, n, "stdio 'ipc' needs brood.fork", 3)
+    elseif e == M.SAME_AS_STDOUT then
+      fds[i] = fds[2]
     elseif math.type(e) == "integer" then
-      if e < 0 then
-        undo()
-        check.fail(fname, n, ("stdio[%d]: invalid fd %d"):format(i, e), 3)
-      end
       fds[i] = e
     elseif io.type(e) == "file" then
       fds[i] = core.file_fd(e)
-    elseif getmetatable(e) == stream.Stream then
-      local fd = e:fileno()
-      if fd == nil then
-        undo()
-        check.fail(fname, n, ("stdio[%d]: the stream is closed"):format(i), 3)
-      end
-      fds[i] = fd
     else
-      undo()
-      local what = type(e) == "string" and ('"' .. e .. '"') or type(e)
-      check.fail(fname, n, ("stdio[%d]: invalid entry %s"):format(i, what), 3)
+      fds[i] = e:fileno()  -- a brood stream
     end
   end
   return fds, child_ends, parent
@@ -182,8 +211,11 @@ end
 -- ----- spawn ----------------------------------------------------------------
 
 local function spawn_error(file, args, cwd, msg, code, step, errnum)
+  -- err.spawnargs holds the arguments without the program, as Node's
+  -- does (child.spawnargs keeps the whole argv)
   local fields = {syscall = "spawn " .. file, path = file,
-                  spawnargs = args, errno = errnum}
+                  spawnargs = table.move(args, 2, #args, 1, {}),
+                  errno = errnum}
   local context = ("spawn '%s'"):format(file)
   if step == "chdir" then
     context = ("spawn '%s': cwd '%s'"):format(file, cwd)
@@ -194,9 +226,22 @@ local function spawn_error(file, args, cwd, msg, code, step, errnum)
   return Error.from_core(context, msg, code, fields)
 end
 
+-- The index of the one "ipc" entry, or nil; two raise.
+local function find_ipc(fname, n, entries)
+  local at
+  for i, e in ipairs(entries) do
+    if e == "ipc" then
+      if at then check.fail(fname, n, "stdio may hold one 'ipc' only", 3) end
+      at = i
+    end
+  end
+  return at
+end
+
 --- Normalise and check spawn's options; shared with exec, sync and fork.
--- Returns the table for core.spawn plus the policy fields.
-function M.prepare(fname, file, args, opts, n)
+-- Returns the table for core.spawn plus the policy fields. Raises for
+-- every caller mistake; creates nothing (no fd, no handle).
+function M.prepare(fname, file, args, opts, n, allow_ipc)
   file = check.cstring(fname, 1, file, "file")
   if file == "" then check.fail(fname, 1, "file must not be empty", 2) end
   local spawnfile, argv = file, {file}
@@ -217,10 +262,23 @@ function M.prepare(fname, file, args, opts, n)
     cwd = check.cstring(fname, n, cwd, "option 'cwd'")
     if cwd == "" then cwd = nil end
   end
-  local env, path = M.build_env(fname, n, opts)
+  local stdio = stdio_entries(fname, n, opts.stdio, allow_ipc)
+  -- "ipc": the child finds its channel through these (as Node's
+  -- NODE_CHANNEL_FD); both sides enforce the size limit
+  local ipc_at, extra_env = find_ipc(fname, n, stdio), nil
+  local max = check.count(fname, n, opts.max_message_size, "max_message_size")
+              or channel.DEFAULT_MAX_MESSAGE_SIZE
+  if max < 1 or max > 0xFFFFFFFF then
+    check.fail(fname, n, "option 'max_message_size' out of range", 2)
+  end
+  if ipc_at then
+    extra_env = {BROOD_CHANNEL_FD = tostring(ipc_at - 1),
+                 BROOD_MAX_MESSAGE_SIZE = tostring(max)}
+  end
+  local env, path = M.build_env(fname, n, opts, extra_env)
   local timeout = check.count(fname, n, opts.timeout, "timeout")
   local kill_grace = check.count(fname, n, opts.kill_grace, "kill_grace")
-  local kill_signal = loop.signum(fname, n, opts.kill_signal or "SIGTERM")
+  local kill_signal = M.kill_signal(fname, n, opts.kill_signal)
   local detached = opts.detached == true
   local cleanup = opts.cleanup
   if cleanup == nil then cleanup = not detached end
@@ -240,14 +298,25 @@ function M.prepare(fname, file, args, opts, n)
   }, {
     spawnfile = spawnfile, spawnargs = spawnargs, timeout = timeout,
     kill_signal = kill_signal, kill_grace = kill_grace or 2000,
-    stdio = stdio_entries(fname, n, opts.stdio),
+    stdio = stdio, ipc_at = ipc_at, max_message_size = max,
   }
 end
 
---- Launch on `core_loop_` with the prepared options; on_exit gets core's
--- exit arguments. Returns proc, pid, parent stream specs | nil, err, code.
-function M.launch(fname, n, lp, spec, policy, on_exit)
-  local fds, child_ends, parent = plumb(fname, n, policy.stdio)
+--- opts.kill_signal as a number (default SIGTERM). 0 raises: a timeout
+-- that "kills" with signal 0 would leave the child running.
+function M.kill_signal(fname, n, sig)
+  local num = loop.signum(fname, n, sig or "SIGTERM")
+  if num == 0 then
+    check.fail(fname, n, "option 'kill_signal' must not be 0 (it would " ..
+                         "not stop the child)", 2)
+  end
+  return num
+end
+
+--- Launch on `lp` with the prepared options; on_exit gets core's exit
+-- arguments. Returns proc, pid, parent stream specs | nil, err, code.
+function M.launch(lp, spec, policy, on_exit)
+  local fds, child_ends, parent = plumb(policy.stdio)
   if not fds then
     return Error.fail(Error.from_core("spawn '" .. spec.file .. "'",
                                       child_ends, parent))
@@ -263,63 +332,144 @@ function M.launch(fname, n, lp, spec, policy, on_exit)
   return proc, pid, parent
 end
 
-local function start(file, args, opts, on_exit)
-  local a, o, n = M.split_args("spawn", args, opts)
-  n = n or 3
-  o = check.options("spawn", n, o, M.SPAWN_OPTIONS)
-  local spec, policy = M.prepare("spawn", file, a, o, n)
-  return spec, policy, M.launch("spawn", n, core_loop, spec, policy, on_exit)
+-- Handover bookkeeping (DESIGN §4; stream.lua has the mechanism). A
+-- readable stream of ours given to another child stops counting for our
+-- "close" (the parent no longer reads it, so its EOF may never come) and
+-- counts again when the script reclaims it. When every child it went to
+-- has exited and the script did not reclaim it, the parent reads it
+-- again; once we have exited too, it reads it to EOF (drain), so the fd
+-- closes as soon as no process of ours can write to it.
+local kill_tree  -- below, with the child's methods
+
+local function on_handover(s)
+  s._owner:_uncount(s, true)
 end
 
---- brood.spawn(file, args?, opts?) -> child | nil, err, code
-local function spawn(file, args, opts)
+local function on_reclaim(s)
+  local owner = s._owner
+  if not owner._closed then owner:_count(s) end
+  if owner._exited then s:_drain() end
+end
+
+--- Spawn on the default loop: the body of brood.spawn, and of exec and
+-- fork under their own names. `args` and `opts` are checked and split
+-- already. `before_launch(spec, policy)` may refuse with nil, err, code
+-- once every argument is known to be valid.
+function M.spawn_child(fname, n, file, args, opts, before_launch)
+  local spec, policy = M.prepare(fname, file, args, opts, n, true)
+  if before_launch then
+    local ok, err, code = before_launch(spec, policy)
+    if not ok then return nil, err, code end
+  end
   local child = setmetatable({
     killed = false, connected = false, stdio = {},
-    _open_streams = 0, _close_waiters = {},
+    _open_streams = 0, _close_waiters = {}, _handed_in = {},
   }, Child)
-  local spec, policy, proc, pid, parent = start(file, args, opts,
+  local proc, pid, parent = M.launch(core_loop, spec, policy,
     function(...) child:_on_exit(...) end)
   if not proc then return nil, pid, parent end
   child.spawnfile, child.spawnargs = policy.spawnfile, policy.spawnargs
   child._kill_signal, child._kill_grace = policy.kill_signal, policy.kill_grace
   child._leads_group = spec.detached or spec.group
   child._proc, child.pid = proc, pid
-  for i, p in pairs(parent) do
-    if p then
+  -- Our streams in its stdio are its now: stop reading them at once.
+  for _, e in ipairs(policy.stdio) do
+    if getmetatable(e) == stream.Stream and e.readable then
+      child._handed_in[#child._handed_in + 1] = e
+      e:_hand_over(child)
+    end
+  end
+  local failed, ch
+  for i = 1, #policy.stdio do
+    local p = parent[i]
+    if p and failed then
+      core.close_fd(p.fd)
+    elseif p and p.ipc then
+      local msg, code
+      ch, msg, code = core.channel_open(core_loop, p.fd,
+                                        policy.max_message_size,
+                                        channel.HIGH_WATER_MARK)
+      if not ch then
+        core.close_fd(p.fd)
+        failed = Error.from_core(("%s '%s': cannot open the IPC channel")
+                                 :format(fname, file), msg, code)
+      end
+    elseif p then
       local h, msg, code = core.pipe_open(core_loop, p.fd)
       if not h then
         core.close_fd(p.fd)
-        error("brood: cannot watch a stdio pipe: " .. tostring(msg), 2)
-      end
-      local s = stream.new(h, p.readable, p.writable)
-      child.stdio[i] = s
-      if p.readable then
-        child._open_streams = child._open_streams + 1
-        s:_when_closed(function()
-          child._open_streams = child._open_streams - 1
-          child:_maybe_close()
-        end)
+        failed = Error.from_core(("%s '%s': cannot watch stdio[%d]")
+                                 :format(fname, file, i), msg, code)
+      else
+        child:_add_stream(i, stream.new(h, p.readable, p.writable))
       end
     end
   end
+  if failed then
+    -- It started, but we cannot talk to it: it must not run unwatched.
+    kill_tree(child, 9)
+    for _, s in pairs(child.stdio) do s:destroy() end
+    if ch then ch:close() end
+    return Error.fail(failed)
+  end
   child.stdin, child.stdout, child.stderr =
     child.stdio[1] or nil, child.stdio[2] or nil, child.stdio[3] or nil
+  if ch then
+    -- The child's "close" waits for its channel as for its output.
+    child._open_streams = child._open_streams + 1
+    channel.attach(child, ch, function()
+      child._open_streams = child._open_streams - 1
+      child:_maybe_close()
+    end)
+  end
   if policy.timeout and policy.timeout > 0 then
     local t = core.timer_new(core_loop)
     t:unref()
     t:start(policy.timeout, 0, function()
       t:close()
       child._timer = nil
-      if child:kill(child._kill_signal) then child.timed_out = true end
+      -- the tree, as exec does: a grandchild must not outlive the timeout
+      if kill_tree(child, child._kill_signal) then child.timed_out = true end
     end)
     child._timer = t
   end
   defer(function() child:emit("spawn") end)
   return child
 end
+
+--- brood.spawn(file, args?, opts?) -> child | nil, err, code
+local function spawn(file, args, opts)
+  local a, o, n = M.split_args("spawn", args, opts)
+  n = n or 3
+  o = check.options("spawn", n, o, M.SPAWN_OPTIONS)
+  return M.spawn_child("spawn", n, file, a, o)
+end
 M.spawn = check.entry(spawn)
 
 -- ----- the child ----------------------------------------------------------
+
+function Child:_add_stream(i, s)
+  self.stdio[i] = s
+  if not s.readable then return end
+  s._owner, s._on_handover, s._on_reclaim = self, on_handover, on_reclaim
+  self:_count(s)
+  s:_when_closed(function() self:_uncount(s) end)
+end
+
+-- The child's "close" waits for every readable stream it counts.
+function Child:_count(s)
+  if s._counted or s.closed then return end
+  s._counted = true
+  self._open_streams = self._open_streams + 1
+end
+
+function Child:_uncount(s, later)
+  if not s._counted then return end
+  s._counted = false
+  self._open_streams = self._open_streams - 1
+  -- "close" is never emitted from inside a brood call (spawn)
+  if later then defer(self._maybe_close, self) else self:_maybe_close() end
+end
 
 function Child:_on_exit(code, signum, maxrss_kb, utime, stime, duration)
   self.exit_code = code
@@ -329,6 +479,23 @@ function Child:_on_exit(code, signum, maxrss_kb, utime, stime, duration)
   self._exited = true
   if self._timer then self._timer:close() self._timer = nil end
   if self._grace_timer then self._grace_timer:close() self._grace_timer = nil end
+  -- It reads no more what we handed to it.
+  for _, s in ipairs(self._handed_in) do s:_receiver_gone(self) end
+  if self.timed_out and self._open_streams > 0 then
+    -- A descendant that escaped the tree kill may hold our pipes for as
+    -- long as it likes: give it a moment, then stop reading (what it
+    -- held is closed on our side), so wait() ends with the child.
+    local t = core.timer_new(core_loop)
+    t:unref()
+    t:start(M.DRAIN_AFTER_KILL_MS, 0, function()
+      t:close()
+      self._drain_timer = nil
+      for _, s in pairs(self.stdio) do
+        if s._counted and not s.closed then s:_give_up() end
+      end
+    end)
+    self._drain_timer = t
+  end
   self:emit("exit", self.exit_code, self.signal_code)
   self:_maybe_close()
 end
@@ -336,15 +503,37 @@ end
 function Child:_maybe_close()
   if not self._exited or self._open_streams > 0 or self._closed then return end
   self._closed = true
+  if self._drain_timer then
+    self._drain_timer:close()
+    self._drain_timer = nil
+  end
   -- Nobody writes to a child that is gone: free its stdin (and any other
-  -- writable-only pipe) now rather than leak the fd.
+  -- writable-only pipe) now rather than leak the fd. A later write says
+  -- EPIPE, as the open fd would have.
   for _, s in pairs(self.stdio) do
-    if s and not s.readable and not s.closed then s:destroy() end
+    if not s.readable and not s.closed then s:_peer_gone() end
   end
   self:emit("close", self.exit_code, self.signal_code)
   local waiters = self._close_waiters
   self._close_waiters = {}
   for i = 1, #waiters do waiters[i]() end
+end
+
+-- Signal the child's whole process tree: its group where it leads one,
+-- else it and its descendants. True if the child was signalled.
+function kill_tree(self, num)
+  if self._exited or self._proc == nil then return false end
+  local ok
+  if self._leads_group then
+    ok = self._proc:kill_group(num)
+  else
+    -- collect the tree first: once the child dies its children move
+    local pids = core.descendants(self.pid)
+    ok = self._proc:kill(num)
+    for _, pid in ipairs(pids) do core.kill(pid, num) end
+  end
+  if ok then self.killed = true end
+  return ok and true or false
 end
 
 --- Send a signal (default "SIGTERM"); with {tree = true} to the child's
@@ -358,7 +547,6 @@ local function kill(self, sig, opts)
     if self._leads_group then
       ok, msg, code = self._proc:kill_group(num)
     else
-      -- collect the tree first: once the child dies its children move
       local pids = core.descendants(self.pid)
       ok, msg, code = self._proc:kill(num)
       for _, pid in ipairs(pids) do core.kill(pid, num) end
@@ -375,14 +563,25 @@ local function kill(self, sig, opts)
   end
   return false
 end
-Child.kill = check.entry(kill)
+local checked_kill = check.entry(kill)
+function Child:kill(sig, opts)
+  if getmetatable(self) ~= Child then
+    check_self(self, Child, "child", "kill")
+  end
+  return checked_kill(self, sig, opts)  -- a tail call: errors at the caller
+end
 
 --- Wait for "close": returns exit_code, signal_code. Output nobody reads
--- is kept in the streams' buffers meanwhile, so the child cannot block.
+-- is kept in the streams' buffers meanwhile, so the child cannot block;
+-- a stream handed to another child is left to that child.
 function Child:wait()
+  if getmetatable(self) ~= Child then
+    check_self(self, Child, "child", "wait")
+  end
+  must_wait(1)
   if not self._closed then
     for _, s in pairs(self.stdio) do
-      if s and s.readable then s:_drain() end
+      if s.readable then s:_drain() end
     end
     await(function(done)
       self._close_waiters[#self._close_waiters + 1] = done
@@ -393,22 +592,40 @@ end
 
 --- Let the loop end while the child runs (and back).
 function Child:unref()
+  if getmetatable(self) ~= Child then
+    check_self(self, Child, "child", "unref")
+  end
   if self._proc then self._proc:unref() end
-  for _, s in pairs(self.stdio) do if s then s:unref() end end
+  for _, s in pairs(self.stdio) do s:unref() end
   return self
 end
 
 function Child:ref()
+  if getmetatable(self) ~= Child then
+    check_self(self, Child, "child", "ref")
+  end
   if self._proc then self._proc:ref() end
-  for _, s in pairs(self.stdio) do if s then s:ref() end end
+  for _, s in pairs(self.stdio) do s:ref() end
   return self
+end
+
+-- on/once/off with a dot raise too (tail calls: the emitter's own
+-- argument errors still point at the caller).
+for _, name in ipairs({"on", "once", "off"}) do
+  local method = Child[name]
+  Child[name] = function(self, ...)
+    if getmetatable(self) ~= Child then
+      check_self(self, Child, "child", name)
+    end
+    return method(self, ...)
+  end
 end
 
 --- `local child <close> = brood.spawn(...)`: kill the tree with
 -- kill_signal, wait kill_grace ms, SIGKILL what is left, and reap.
 function Child:__close()
   if self._closed or self._proc == nil then return end
-  if not self._exited then self:kill(self._kill_signal, {tree = true}) end
+  if not self._exited then kill_tree(self, self._kill_signal) end
   if not loop.can_wait() then
     -- inside a plain callback: no waiting; SIGKILL later if still alive
     if not self._exited and not self._grace_timer then
@@ -416,7 +633,7 @@ function Child:__close()
       t:start(self._kill_grace, 0, function()
         t:close()
         self._grace_timer = nil
-        self:kill("SIGKILL", {tree = true})
+        kill_tree(self, 9)
       end)
       self._grace_timer = t
     end
@@ -431,10 +648,10 @@ function Child:__close()
         done(true)
       end)
     end)
-    if not exited then self:kill("SIGKILL", {tree = true}) end
+    if not exited then kill_tree(self, 9) end
   end
   for _, s in pairs(self.stdio) do
-    if s and not s.closed then s:destroy() end
+    if not s.closed then s:destroy() end
   end
   self:wait()
 end

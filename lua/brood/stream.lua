@@ -15,17 +15,23 @@
 local loop = require "brood.loop"
 local emitter = require "brood.emitter"
 local Error = require "brood.error"
+local check = require "brood.check"
 
 local M = {}
 
 local READ_HWM = 64 * 1024
 local WRITE_HWM = 16 * 1024
 local concat = table.concat
-local defer, await = loop.defer, loop.await
+local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
+local getmetatable, check_self = getmetatable, check.self
 
 local Stream = emitter.extend({__name = "brood.Stream"})
 Stream.__index = Stream
 M.Stream = Stream
+
+-- A method called with a dot (stream.write(x)) raises at the caller's
+-- line (check.self); each method tests `getmetatable(self) ~= Stream`
+-- first, so the common case costs one compare.
 
 --- Wrap a core stream handle. readable/writable say which sides exist.
 function M.new(handle, readable, writable)
@@ -58,7 +64,7 @@ end
 -- ----- readable side ------------------------------------------------------
 
 function Stream:_want_read()
-  if self._eof or self.closed then return false end
+  if self._eof or self.closed or self._handed then return false end
   return self._flowing or #self._readers > 0 or self._collect or
          (not self._paused and self._buffered < READ_HWM)
 end
@@ -72,6 +78,44 @@ function Stream:_update_reading()
     self._reading = false
     self._h:read_stop()
   end
+end
+
+-- ----- handover (DESIGN §4) ------------------------------------------------
+-- A readable stream given in another child's stdio is handed over: we
+-- stop reading it at once, so every byte goes to that child. `_handed`
+-- holds the children it went to. What we had buffered before stays ours.
+-- The script takes it back by reading it explicitly (read, read_all,
+-- lines, pipe, resume, a "data" listener): `_reclaim`. The owner of the
+-- stream (brood.process) hears of both through `_on_handover(self)` and
+-- `_on_reclaim(self)`.
+
+--- Hand the stream over to `receiver` (a child): stop reading it.
+function Stream:_hand_over(receiver)
+  if not self.readable or self.closed or self._eof then return end
+  local first = self._handed == nil
+  self._handed = self._handed or {}
+  self._handed[receiver] = true
+  self:_update_reading()
+  if first and self._on_handover then self:_on_handover() end
+end
+
+--- The script reads the stream again: the handover ends.
+function Stream:_reclaim()
+  if self._handed == nil then return end
+  self._handed = nil
+  if self._on_reclaim then self:_on_reclaim() end
+  if not self.closed then self:_update_reading() end
+end
+
+--- `receiver` has exited: it reads no more. True when it was the last
+-- child holding the stream (the handover has then ended).
+function Stream:_receiver_gone(receiver)
+  local handed = self._handed
+  if handed == nil or not handed[receiver] then return false end
+  handed[receiver] = nil
+  if next(handed) ~= nil then return false end
+  self:_reclaim()
+  return true
 end
 
 function Stream:_push(chunk)
@@ -153,14 +197,19 @@ function Stream:_flow()
 end
 
 function Stream:_on_listen(event)
-  if event == "data" and not self._paused and not self._flowing then
-    self:resume()
+  if event == "data" then
+    self:_reclaim()
+    if not self._paused and not self._flowing then self:resume() end
   end
 end
 
 --- Flowing mode: "data" events (starts by itself on the first "data"
 -- listener).
 function Stream:resume()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "resume")
+  end
+  self:_reclaim()
   self._flowing, self._paused = true, false
   defer(self._flow, self)
   return self
@@ -168,21 +217,32 @@ end
 
 --- Stop "data" events and reading: the child blocks once the pipe fills.
 function Stream:pause()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "pause")
+  end
   self._flowing, self._paused = false, true
   if self.readable then self:_update_reading() end
   return self
 end
 
 function Stream:is_paused()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "is_paused")
+  end
   return self._paused
 end
 
 --- Next chunk (a waiting operation); nil at EOF; nil, err, code after a
 -- read error.
 function Stream:read()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "read")
+  end
+  must_wait(1)
   if not self.readable then
     error("brood.Stream: read() on a stream that is not readable", 2)
   end
+  self:_reclaim()
   local chunk = self:_shift()
   if chunk ~= nil then
     self:_update_reading()
@@ -204,9 +264,14 @@ end
 --- Everything up to EOF as one string (a waiting operation); nil, err,
 -- code after a read error.
 function Stream:read_all()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "read_all")
+  end
+  must_wait(1)
   if not self.readable then
     error("brood.Stream: read_all() on a stream that is not readable", 2)
   end
+  self:_reclaim()
   self._collect = true
   if not self._eof then
     await(function(done)
@@ -225,33 +290,46 @@ end
 --- Read everything into the buffer from now on, ignoring the high-water
 -- mark (child:wait() uses it so an unread pipe cannot block the child).
 function Stream:_drain()
-  if self.readable and not self._flowing then
+  if self.readable and not self._flowing and not self._handed then
     self._collect = true
     self:_update_reading()
   end
 end
 
 --- Iterator over lines (without "\n"); the last line may lack one.
+-- Linear in the input: each chunk is scanned from a position, never
+-- copied again per line; a line spread over chunks is joined once.
 function Stream:lines()
-  local pending = ""
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "lines")
+  end
+  local chunk, pos = "", 1  -- the current chunk and where its rest starts
+  local parts = {}          -- the start of a line begun in earlier chunks
   return function()
+    must_wait(1)
     while true do
-      local nl = pending:find("\n", 1, true)
+      local nl = chunk:find("\n", pos, true)
       if nl then
-        local line = pending:sub(1, nl - 1)
-        pending = pending:sub(nl + 1)
+        local line = chunk:sub(pos, nl - 1)
+        pos = nl + 1
+        if #parts > 0 then
+          parts[#parts + 1] = line
+          line = concat(parts)
+          parts = {}
+        end
         return line
       end
-      local chunk = self:read()
+      if pos <= #chunk then parts[#parts + 1] = chunk:sub(pos) end
+      chunk, pos = self:read(), 1
       if chunk == nil then
-        if pending ~= "" then
-          local line = pending
-          pending = ""
+        chunk = ""
+        if #parts > 0 then
+          local line = concat(parts)
+          parts = {}
           return line
         end
         return nil
       end
-      pending = pending .. chunk
     end
   end
 end
@@ -259,6 +337,9 @@ end
 --- Send everything to `dest` (a writable), respecting its backpressure;
 -- closes dest at EOF unless opts.close == false. Returns dest.
 function Stream:pipe(dest, opts)
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "pipe")
+  end
   if type(dest) ~= "table" or type(dest.write) ~= "function" then
     error("bad argument #1 to 'pipe' (writable stream expected)", 2)
   end
@@ -286,6 +367,9 @@ end
 -- above it ("drain" follows); `cb(err)` once written. Returns nil, err,
 -- code when the stream failed or ended before.
 function Stream:write(data, cb)
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "write")
+  end
   if not self.writable then
     error("brood.Stream: write() on a stream that is not writable", 2)
   end
@@ -312,6 +396,9 @@ function Stream:write(data, cb)
       if errcode ~= "ECANCELED" then
         deliver_write_error(self, stream_error(self, errcode, "write"), cb)
         self:destroy()
+      elseif self._gone and cb then
+        -- queued when the child went (_peer_gone): it gets EPIPE too
+        cb(self.error)
       end
       return
     end
@@ -337,6 +424,9 @@ end
 
 --- Bytes queued and not yet handed to the kernel.
 function Stream:pending_bytes()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "pending_bytes")
+  end
   if self.closed then return 0 end
   return self._h:write_queue_size()
 end
@@ -345,6 +435,9 @@ end
 -- the stream closes when both sides are done. Readable only: stop
 -- reading and close now.
 function Stream:close(data, cb)
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "close")
+  end
   if type(data) == "function" and cb == nil then data, cb = nil, data end
   if self.closed then
     if cb then defer(cb) end
@@ -393,6 +486,9 @@ end
 
 --- Close at once: unread data and unwritten bytes are dropped.
 function Stream:destroy()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "destroy")
+  end
   self._ending = true
   self._shut = true
   self._buf, self._bhead, self._btail, self._buffered = {}, 1, 0, 0
@@ -402,11 +498,58 @@ end
 
 --- The OS fd under the stream (e.g. to pass it as another child's stdio).
 function Stream:fileno()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "fileno")
+  end
   if self.closed then return nil end
   return self._h:fileno()
 end
 
-function Stream:ref() if not self.closed then self._h:ref() end end
-function Stream:unref() if not self.closed then self._h:unref() end end
+function Stream:ref()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "ref")
+  end
+  if not self.closed then self._h:ref() end
+end
+
+function Stream:unref()
+  if getmetatable(self) ~= Stream then
+    check_self(self, Stream, "stream", "unref")
+  end
+  if not self.closed then self._h:unref() end
+end
+
+--- Stop reading and close the fd, keeping what is buffered: it stays
+-- readable, then EOF (a child's pipes held by an escaped descendant).
+function Stream:_give_up()
+  if self.closed then return end
+  self:_close_handle()
+  self:_maybe_end()
+end
+
+--- The process at the other end has gone (brood.process, when a child
+-- has exited and closed): nobody will read what we write. Later writes
+-- fail with EPIPE, as they would had the fd stayed open; a write the
+-- script ended itself (close()) keeps ERR_STREAM_WRITE_AFTER_END.
+function Stream:_peer_gone()
+  if self.closed then return end
+  if not self._ending and self.error == nil then
+    self.error = stream_error(self, "EPIPE", "write")
+    self._gone = true
+  end
+  self:destroy()
+end
+
+-- on/once/off with a dot raise too (tail calls: the emitter's own
+-- argument errors still point at the caller).
+for _, name in ipairs({"on", "once", "off"}) do
+  local method = Stream[name]
+  Stream[name] = function(self, ...)
+    if getmetatable(self) ~= Stream then
+      check_self(self, Stream, "stream", name)
+    end
+    return method(self, ...)
+  end
+end
 
 return M

@@ -27,13 +27,11 @@ end
 local function run(fname, n, file, args, opts, shell)
   local own, spawn_opts = exec.split_options(fname, n, opts)
   if shell and not spawn_opts.shell then spawn_opts.shell = true end
-  local merged_r, merged_w
   if own.merge_stderr then
-    local r, w, code = core.pipe()
-    if not r then return Error.fail(Error.from_core(fname, w, code)) end
-    merged_r, merged_w = r, w
-    spawn_opts.stdio = {"pipe", w, w}
+    -- stderr shares stdout's pipe (collected as stdout)
+    spawn_opts.stdio = {"pipe", "pipe", process.SAME_AS_STDOUT}
   end
+  -- every argument is checked before the loop or any pipe exists
   local spec, policy = process.prepare(fname, file, args, spawn_opts, n)
   local lp = core.loop_new()
   local leads_group = spec.detached or spec.group
@@ -51,7 +49,7 @@ local function run(fname, n, file, args, opts, shell)
   local rec = run_.rec
 
   local parent
-  proc, pid, parent = process.launch(fname, n, lp, spec, policy,
+  proc, pid, parent = process.launch(lp, spec, policy,
     function(code, signum, maxrss_kb, utime, stime, duration)
       rec.code = code
       rec.signal = signum and (core.signame(signum) or signum) or nil
@@ -60,9 +58,7 @@ local function run(fname, n, file, args, opts, shell)
       run_:on_exit(pending > 0)
       if pending == 0 then run_:stop_timers() end
     end)
-  if merged_w then core.close_fd(merged_w) end
   if not proc then
-    if merged_r then core.close_fd(merged_r) end
     lp:close()
     return nil, pid, parent  -- nil, err, code
   end
@@ -93,7 +89,6 @@ local function run(fname, n, file, args, opts, shell)
       end
     end
   end
-  if merged_r then collect(assert(core.pipe_open(lp, merged_r)), "stdout") end
   run_:start()
 
   local _, err = lp:run("default")
