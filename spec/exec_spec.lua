@@ -182,22 +182,34 @@ describe("brood.exec", function()
       assert.are.equal("SIGKILL", err.signal)
     end)
 
+    -- pids of our own sleeps, found by their distinctive argument
+    local function sleepers(arg)
+      local out = brood.exec_sync("pgrep -x -f 'sleep " .. arg .. "' || true")
+      local pids = {}
+      for pid in out:gmatch("%d+") do pids[#pids + 1] = tonumber(pid) end
+      return pids
+    end
+
     it("does not wait for a grandchild holding the pipes", function()
-      local _, err = brood.exec("sleep 30 & sleep 30; wait", {timeout = 100})
+      local _, err = brood.exec("sleep 30.0101 & sleep 30.0101; wait",
+                                {timeout = 100})
       assert.are.equal("ETIMEDOUT", err.code)
-      -- the whole tree was signalled: no sleep 30 is left behind
-      local left = brood.exec_sync("pgrep -f '^sleep 30$' || true")
-      assert.are.equal("", left)
+      -- the whole tree was signalled: no sleep is left behind (they may
+      -- take a moment to die)
+      assert.is_true(H.run_until(function()
+        return #sleepers("30.0101") == 0
+      end, 3000))
     end)
 
     it("stops waiting when only an orphaned grandchild holds the pipes",
        function()
       -- the shell exits at once; its background sleep keeps stdout open
-      local _, err = brood.exec("sleep 32 & echo started", {timeout = 100})
+      local _, err = brood.exec("sleep 32.0103 & echo started",
+                                {timeout = 100})
       assert.are.equal("ETIMEDOUT", err.code)
       assert.is_false(err.killed)  -- nothing of ours was left to kill
       assert.are.equal("started\n", err.stdout)
-      brood.exec_sync("pkill -f '^sleep 32$' || true")
+      for _, pid in ipairs(sleepers("32.0103")) do brood.kill(pid, "SIGKILL") end
     end)
 
     it("idle_timeout kills a child that stops producing output", function()
@@ -322,5 +334,84 @@ describe("brood.exec_file", function()
     local _, err, code = brood.exec_file("sh", {"-c", "exit 7"})
     assert.are.equal(7, code)
     assert.are.equal("Command failed: sh -c exit 7", err.message)
+  end)
+end)
+
+describe("brood.exec under real use (issue 8)", function()
+  H.guard()
+  local core = H.core
+
+  local function raises(msg, fn, ...)
+    local ok, err = pcall(fn, ...)
+    assert.is_false(ok, "expected an error: " .. msg)
+    assert.are.equal(msg, err)
+  end
+
+  it("a bad argument with merge_stderr leaks no fd", function()
+    -- H.guard counts the fds: the merged pipe must not exist yet
+    for _ = 1, 3 do
+      assert.has_error(function()
+        brood.exec("true", {merge_stderr = true, env = {A = "a\0b"}})
+      end)
+      assert.has_error(function()
+        brood.exec_file("true", {}, {merge_stderr = true, argv0 = "t\0"})
+      end, "bad argument #3 to 'exec_file' (option 'argv0' must not " ..
+           "contain NUL bytes)")
+    end
+    -- and merge_stderr still works
+    local r = assert(brood.exec("echo a; echo b >&2; echo c",
+                                {merge_stderr = true}))
+    assert.are.equal("a\nb\nc\n", r.stdout)
+  end)
+
+  it("input with a stdin that is not a pipe raises, naming both", function()
+    raises("bad argument #2 to 'exec' (option 'input' needs stdio[1] to be " ..
+           "\"pipe\", got \"inherit\")",
+           brood.exec, "cat", {input = "x", stdio = {"inherit", "pipe", "pipe"}})
+    raises("bad argument #2 to 'exec' (option 'input' needs stdio[1] to be " ..
+           "\"pipe\", got \"ignore\")",
+           brood.exec, "cat", {input = "x", stdio = "ignore"})
+    raises("bad argument #3 to 'exec_file' (option 'input' needs stdio[1] " ..
+           "to be \"pipe\", got fd 0)",
+           brood.exec_file, "cat", {}, {input = "x", stdio = {0}})
+    local r = assert(brood.exec_file("cat", {}, {input = "x",
+                                     stdio = {"pipe", "pipe", "pipe"}}))
+    assert.are.equal("x", r.stdout)
+  end)
+
+  it("kill_signal = 0 raises", function()
+    raises("bad argument #2 to 'exec' (option 'kill_signal' must not be 0 " ..
+           "(it would not stop the child))",
+           brood.exec, "sleep 1", {timeout = 10, kill_signal = 0})
+    raises("bad argument #3 to 'exec_file' (option 'kill_signal' must not " ..
+           "be 0 (it would not stop the child))",
+           brood.exec_file, "sleep", {"1"}, {kill_signal = 0})
+  end)
+
+  it("without a callback, in a plain callback, raises at the caller's line",
+     function()
+    local errs = {}
+    brood.set_timeout(0, function()
+      local line = debug.getinfo(1, "l").currentline + 2
+      local ok, e = pcall(function()
+        local r = brood.exec("true")
+        return r
+      end)
+      errs[1] = {ok, e, line}
+      line = debug.getinfo(1, "l").currentline + 2
+      ok, e = pcall(function()
+        local r = brood.exec_file("true", {}, {})
+        return r
+      end)
+      errs[2] = {ok, e, line}
+    end)
+    brood.run()
+    for _, t in ipairs(errs) do
+      assert.is_false(t[1])
+      assert.are.equal(("spec/exec_spec.lua:%d: brood: cannot wait outside " ..
+                        "a task (use brood.go)"):format(t[3]), t[2])
+    end
+    assert.are.equal(2, #errs)
+    assert.are.equal(0, #core.descendants(core.getpid()))
   end)
 end)
