@@ -110,7 +110,8 @@ M.fork = check.entry(fork)
 
 -- ----- brood.parent ---------------------------------------------------------
 
-local Parent = emitter.extend({__name = "brood.Parent"})
+local Parent = emitter.extend({__name = "brood.Parent"},
+                              {"message", "disconnect", "error", "drain"})
 Parent.__index = Parent
 
 --- The forked script's end of the channel, or nil when this process was

@@ -16,7 +16,8 @@ local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
 local concat = table.concat
 local getmetatable, check_self = getmetatable, check.self
 
-local Child = emitter.extend({__name = "brood.Child"})
+local Child = emitter.extend({__name = "brood.Child"},
+  {"spawn", "exit", "close", "error", "message", "disconnect", "drain"})
 Child.__index = Child
 M.Child = Child
 

@@ -25,7 +25,9 @@ local concat = table.concat
 local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
 local getmetatable, check_self = getmetatable, check.self
 
-local Stream = emitter.extend({__name = "brood.Stream"})
+-- "connect" is a socket's (brood.net): sockets are streams.
+local Stream = emitter.extend({__name = "brood.Stream"},
+  {"data", "end", "error", "close", "drain", "finish", "connect"})
 Stream.__index = Stream
 M.Stream = Stream
 
