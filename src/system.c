@@ -69,6 +69,18 @@ static int system_exepath(lua_State* L) {
   return 1;
 }
 
+/* core.cwd() -> the working directory | nil, msg, code: fork makes the
+** host's path absolute with it, so that a child's own cwd cannot break
+** it. */
+static int system_cwd(lua_State* L) {
+  char buf[4096];
+  size_t len = sizeof(buf);
+  int err = uv_cwd(buf, &len);
+  if (err != 0) return brood__push_error(L, err);
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
 /* ----- the process table, async-signal-safe ----------------------------
 ** The host's fatal-signal handler walks it (to kill cleanup children's
 ** trees), so only syscalls here: no malloc, no stdio, no opendir. */
@@ -226,6 +238,7 @@ void brood__system_open(lua_State* L) {
     {"unsetenv", system_unsetenv},
     {"cpu_count", system_cpu_count},
     {"exepath", system_exepath},
+    {"cwd", system_cwd},
     {"descendants", system_descendants},
     {"zombies", system_zombies},
     {NULL, NULL}

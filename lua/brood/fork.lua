@@ -37,8 +37,15 @@ function M.host_path()
     -- <build>/lib/brood/core.so -> <build>/brood (this project's build)
     local tree = so:match("^(.*)/lib/lua/5%.4/brood/[^/]*$")
     local build = so:match("^(.*)/lib/brood/[^/]*$")
-    if tree and exists(tree .. "/bin/brood") then return tree .. "/bin/brood" end
-    if build and exists(build .. "/brood") then return build .. "/brood" end
+    local host = tree and exists(tree .. "/bin/brood") and tree .. "/bin/brood"
+                 or build and exists(build .. "/brood") and build .. "/brood"
+    if host then
+      -- absolute, so that the child's cwd option cannot break it
+      if host:sub(1, 1) ~= "/" then
+        host = assert(core.cwd()) .. "/" .. host:gsub("^%./", "")
+      end
+      return host
+    end
   end
   return "brood"  -- PATH
 end
