@@ -357,7 +357,7 @@ describe("the IPC channel", function()
       while sent < 64 do
         sent = sent + 1
         local ok = child:send({op = "noop", payload = payload})
-        peak = math.max(peak, child._ch:queued())
+        peak = math.max(peak, child._channel:queued())
         if not ok then
           child:once("drain", pump)
           return

@@ -763,7 +763,7 @@ describe("closing a loop whose handle cannot close", function()
     local ch = assert(core.channel_open(core.default_loop, a, 1 << 26, 1 << 30))
     local big = string.rep("x", 1 << 20)
     for _ = 1, 8 do ch:send(big) end
-    ch:flush()
+    core.default_loop:run("nowait")  -- writes what fits now
     local lp = core.loop_new()
     local r, w = assert(core.pipe())
     local s = assert(core.pipe_open(lp, r))

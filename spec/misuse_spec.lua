@@ -110,3 +110,94 @@ describe("unknown event names", function()
     assert.same({exit = 0, stdout_end = true}, got)
   end)
 end)
+
+describe("argument errors (issue 9: one checker)", function()
+  H.guard()
+
+  -- Each case calls a public function wrongly, not as a tail call (so the
+  -- caller's line is on the stack), and gives the message it must raise.
+  local function cases()
+    local child = assert(brood.spawn("true", {}, {stdio = "ignore"}))
+    local srv = brood.net.create_server()
+    local list = {
+      {function() local r = brood.exec("ls", {env = {[1] = "x"}}) return r end,
+       "bad argument #2 to 'exec' (invalid environment variable name '1')"},
+      {function() local r = brood.exec_sync("ls", {env = {[1] = "x"}})
+                  return r end,
+       "bad argument #2 to 'exec_sync' (invalid environment variable name " ..
+       "'1')"},
+      {function() local r = brood.spawn_sync("ls", {}, {env = {A = {}}})
+                  return r end,
+       "bad argument #3 to 'spawn_sync' (environment variable 'A' must be " ..
+       "a string, got table)"},
+      {function() local r = brood.exec_file("ls", {}, {stdio = {"bad"}})
+                  return r end,
+       "bad argument #3 to 'exec_file' (stdio[1]: invalid entry \"bad\")"},
+      {function() local r = brood.fork("x.lua", {}, {timeout = -1})
+                  return r end,
+       "bad argument #3 to 'fork' (option 'timeout' must be a whole number " ..
+       ">= 0, got -1)"},
+      {function() local r = child:kill("SIGNOPE") return r end,
+       "bad argument #1 to 'kill' (unknown signal 'SIGNOPE')"},
+      {function() local r = child:on("exit", 5) return r end,
+       "bad argument #2 to 'on' (function expected, got number)"},
+      {function() local r = brood.set_timeout(-1, print) return r end,
+       "bad argument #1 to 'set_timeout' (milliseconds >= 0 expected, " ..
+       "got -1)"},
+      {function() local r = brood.go(5) return r end,
+       "bad argument #1 to 'go' (function expected, got number)"},
+      {function() local r = brood.msgpack.array(5) return r end,
+       "bad argument #1 to 'array' (table expected, got number)"},
+      {function() local r = brood.net.connect({}) return r end,
+       "bad argument #1 to 'connect' (port number or socket path expected, " ..
+       "got table)"},
+      {function() local r = srv:listen(0, 5) return r end,
+       "bad argument #2 to 'listen' (host must be a string, got number)"},
+      {function() local r = srv:close(5) return r end,
+       "bad argument #1 to 'close' (function expected, got number)"},
+    }
+    return list, function() child:wait() end
+  end
+
+  it("name the function called and the caller's line", function()
+    local list, finish = cases()
+    for i, case in ipairs(list) do
+      local ok, err = pcall(case[1])
+      assert.is_false(ok, "case " .. i)
+      assert.equal("spec/misuse_spec.lua", err:match("^(.-):%d+: "),
+                   "case " .. i .. ": " .. tostring(err))
+      assert.equal(case[2], err:match("^.-:%d+: (.*)$"), "case " .. i)
+    end
+    finish()
+  end)
+
+  it("are raised where they are found: the traceback shows the path",
+     function()
+    -- no pcall in between that catches and raises again: the traceback
+    -- runs from the check, through brood, to the call
+    local tb
+    xpcall(function()
+      local r = brood.exec("ls", {env = {[1] = "x"}})
+      return r
+    end, function(e) tb = debug.traceback(e, 2) end)
+    assert.matches("bad argument #2 to 'exec'", tb)
+    assert.matches("process%.lua:%d+: in [^\n]*build_env", tb)
+    assert.matches("exec%.lua:%d+: in ", tb)
+  end)
+
+  it("an error inside brood keeps its own traceback", function()
+    -- an env table whose iteration fails: the error is not an argument
+    -- error, and must reach the script with the stack where it happened
+    local env = setmetatable({}, {__pairs = function()
+      error("iteration failed")
+    end})
+    local tb
+    xpcall(function()
+      local r = brood.spawn("true", {}, {env = env})
+      return r
+    end, function(e) tb = debug.traceback(e, 2) end)
+    assert.matches("^[^\n]*misuse_spec%.lua:%d+: iteration failed\n", tb)
+    assert.matches("process%.lua:%d+: in [^\n]*build_env", tb)
+    assert.not_matches("check%.lua", tb)
+  end)
+end)

@@ -100,8 +100,11 @@ describe("brood.net", function()
       local sock = assert(net.connect(srv:address().port, LOCAL))
       assert(sock:wait_connect())
       assert.is_true(H.run_until(function() return server_side ~= nil end))
-      assert.equal(Stream, getmetatable(server_side))
-      assert.equal(Stream, getmetatable(sock))
+      -- sockets are Streams: brood.net's Socket class extends Stream
+      assert.equal(net.Socket, getmetatable(server_side))
+      assert.equal(net.Socket, getmetatable(sock))
+      assert.equal(Stream, net.Socket.__parent)
+      assert.is_true(require("brood.stream").is_stream(sock))
       assert.is_true(server_side.readable and server_side.writable)
       assert.is_true(sock.readable and sock.writable)
       -- each side's local address is the other side's remote one

@@ -9,8 +9,8 @@
 **   body  = one MessagePack value
 **
 ** Sending encodes straight from the Lua stack into the channel's output
-** buffer. Frames queued in one loop turn are written together (by a
-** prepare handle of the loop, before it polls); once 64 KiB are queued
+** buffer. Frames queued in one loop turn are written together (by the
+** channel's job, which the loop runs before it polls); once 64 KiB are queued
 ** they go out at once, so a large frame is one write of its own size. A
 ** frame with a handle ends the write it belongs to (uv_write2). The
 ** buffer is handed to the write request (or written at once with
@@ -45,18 +45,18 @@
 
 typedef struct brood_channel_s brood_channel_t;
 
-/* One write: a buffer of frames and the callbacks of the sends in it.
+/* One write: a buffer of frames and the callbacks of the sends in it (a
+** request, req.c, whose data_ref keeps the handle sent with it alive).
 ** Every callback runs exactly once: from batch_write_cb, or, for a write
 ** that libuv refused at once, from the channel's list of failed batches
 ** (batches_fail), never before the send that queued it has returned. */
 typedef struct batch_s {
-  uv_write_t req;
-  brood_loop_t* loop;
+  brood_req_t r;
   brood_buf_t buf;
   int* cbs;           /* registry refs; released in batch_done */
   int ncbs;
-  int handle_ref;     /* the handle sent with it, kept alive until written */
-  brood_handle_t* pinned;  /* ...and its block, which may not close before */
+  brood_handle_t* pinned;  /* the handle sent: its block may not close
+                           ** before the write is done */
   int status;         /* a refused write: its libuv error */
   struct batch_s* next;    /* in the channel's list of failed batches */
 } batch_t;
@@ -77,14 +77,13 @@ struct brood_channel_s {
   int eof;               /* the end of reading: UV_EOF or a read error */
   int parse_pending;    /* frames wait in `in` since a read_stop */
   batch_t* failed;      /* writes refused at once: callbacks still due */
-  int in_flush_list;
-  brood_channel_t* flush_next;
+  brood_job_t flush;    /* writes `out`, reports failures, parses (loop) */
 };
 
 #define check_channel(L) \
   ((brood_channel_t*)brood__handle_check(L, 1, BROOD_CHANNEL_MT))
 
-/* ----- writing ------------------------------------------------------------- */
+/* ----- writing --------------------------------------------------------- */
 
 static void channel_parse(brood_channel_t* ch);
 
@@ -92,24 +91,19 @@ static size_t queued_bytes(brood_channel_t* ch) {
   return uv_stream_get_write_queue_size((uv_stream_t*)&ch->pipe) + ch->out.len;
 }
 
-static void batch_free(batch_t* b) {
-  brood__buf_free(&b->buf);
-  free(b->cbs);
-  free(b);
-}
-
 /* Call the batch's callbacks with status, release its refs, free it. */
 static void batch_done(batch_t* b, int status) {
-  brood_loop_t* loop = b->loop;
+  brood_loop_t* loop = b->r.loop;
   if (b->pinned != NULL) brood__handle_unpin(b->pinned);
   if (!loop->torn_down) {
     for (int i = 0; i < b->ncbs; i++) {
       brood__call_status(loop, b->cbs[i], status);
       brood__unref(loop->main, &b->cbs[i]);
     }
-    brood__unref(loop->main, &b->handle_ref);
   }
-  batch_free(b);
+  brood__buf_free(&b->buf);
+  free(b->cbs);
+  brood__req_done(&b->r, status);
 }
 
 /* Run the callbacks of the writes libuv refused (in the order they were
@@ -122,20 +116,24 @@ static void batches_fail(brood_channel_t* ch) {
   }
 }
 
-static void batch_write_cb(uv_write_t* req, int status) {
-  batch_t* b = (batch_t*)req->data;
-  brood_loop_t* loop = b->loop;
-  brood_channel_t* ch = (brood_channel_t*)req->handle->data;
-  batch_done(b, status);
-  if (loop->torn_down) return;
-  if (ch != NULL && ch->h.state == BROOD_OPEN && ch->want_drain &&
-      queued_bytes(ch) == 0) {
-    ch->want_drain = 0;
-    if (brood__push_ref(loop, ch->drain_ref)) brood__call(loop, 0);
-  }
+/* on_drain() once the queue is empty after a send reported "full". */
+static void maybe_drain(brood_channel_t* ch) {
+  if (ch->h.state != BROOD_OPEN || !ch->want_drain || queued_bytes(ch) != 0)
+    return;
+  ch->want_drain = 0;
+  if (brood__push_ref(ch->h.loop, ch->drain_ref)) brood__call(ch->h.loop, 0);
 }
 
-static void schedule_flush(brood_channel_t* ch);
+static void batch_write_cb(uv_write_t* req, int status) {
+  brood_loop_t* loop = ((batch_t*)req)->r.loop;
+  brood_channel_t* ch = (brood_channel_t*)req->handle->data;
+  batch_done((batch_t*)req, status);
+  if (!loop->torn_down && ch != NULL) maybe_drain(ch);
+}
+
+static void schedule_flush(brood_channel_t* ch) {
+  brood__loop_schedule(ch->h.loop, &ch->flush);
+}
 
 /* A uv_buf_t over len bytes: uv_buf_init takes an unsigned int, which
 ** would cut a write of 4 GiB or more (uv_buf_t.len is a size_t on Unix). */
@@ -146,46 +144,35 @@ static uv_buf_t whole_buf(char* data, size_t len) {
   return buf;
 }
 
-/* Hand `out` (and its callbacks) to libuv as one write; with send_handle,
-** the handle's fd travels with it. Returns a libuv error or 0. On an
-** error the callbacks are not lost: the batch waits in ch->failed, whose
-** callbacks run from the loop (flush_prepare_cb) or at close. */
-static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
-                         int handle_ref) {
-  uv_stream_t* send_handle = sent != NULL ? (uv_stream_t*)sent->uv : NULL;
-  if (ch->out.len == 0 && send_handle == NULL) return 0;
+/* Write `out` at once, without a request, when nothing is to be called
+** back and nothing is queued before it (no poll registration, no callback
+** round, buffer kept). Returns 1 if all of it went. */
+static int flush_now(brood_channel_t* ch) {
   uv_stream_t* stream = (uv_stream_t*)&ch->pipe;
-  if (send_handle == NULL && ch->n_out_cbs == 0 &&
-      uv_stream_get_write_queue_size(stream) == 0) {
-    /* Nothing to call back and nothing queued before: write now, without
-    ** a request (no poll registration, no callback round, buffer kept). */
-    uv_buf_t now = whole_buf(ch->out.data, ch->out.len);
-    int n = uv_try_write(stream, &now, 1);
-    if (n >= 0 && (size_t)n == ch->out.len) {
-      ch->out.len = 0;
-      if (ch->out.cap > 4 * WRITE_CHUNK) brood__buf_free(&ch->out);
-      return 0;
-    }
-    if (n > 0) {
-      memmove(ch->out.data, ch->out.data + n, ch->out.len - (size_t)n);
-      ch->out.len -= (size_t)n;
-    }
+  if (ch->n_out_cbs != 0 || uv_stream_get_write_queue_size(stream) != 0)
+    return 0;
+  uv_buf_t now = whole_buf(ch->out.data, ch->out.len);
+  int n = uv_try_write(stream, &now, 1);
+  if (n >= 0 && (size_t)n == ch->out.len) {
+    ch->out.len = 0;
+    if (ch->out.cap > 4 * WRITE_CHUNK) brood__buf_free(&ch->out);
+    return 1;
   }
-  batch_t* b = (batch_t*)calloc(1, sizeof(*b));
-  if (b == NULL) {
-    /* Nothing taken: `out` and its callbacks stay queued for the next
-    ** flush (a handle's fd is then not sent), or for channel_release. Not
-    ** rescheduled here: flush_prepare_cb would spin while memory lacks. */
-    brood__unref(ch->h.loop->main, &handle_ref);
-    return UV_ENOMEM;
+  if (n > 0) {
+    memmove(ch->out.data, ch->out.data + n, ch->out.len - (size_t)n);
+    ch->out.len -= (size_t)n;
   }
-  b->loop = ch->h.loop;
+  return 0;
+}
+
+/* A batch taking `out` and its callbacks over (zero-copy), or NULL without
+** memory (then nothing is taken). */
+static batch_t* batch_take(brood_channel_t* ch) {
+  batch_t* b = (batch_t*)brood__req_new(ch->h.loop, sizeof(batch_t));
+  if (b == NULL) return NULL;
   b->buf = ch->out;
   b->cbs = ch->out_cbs;
   b->ncbs = ch->n_out_cbs;
-  b->handle_ref = handle_ref;
-  b->pinned = sent;
-  b->req.data = b;
   memset(&ch->out, 0, sizeof(ch->out));
   ch->out_cbs = NULL;
   ch->n_out_cbs = ch->cap_out_cbs = 0;
@@ -193,85 +180,72 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
   ** than one regrown from nothing */
   (void)brood__buf_reserve(&ch->out, b->buf.len < WRITE_CHUNK
                                          ? b->buf.len : WRITE_CHUNK);
-  uv_buf_t buf = whole_buf(b->buf.data, b->buf.len);
-  int err = send_handle != NULL
-      ? uv_write2(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, send_handle,
-                  batch_write_cb)
-      : uv_write(&b->req, (uv_stream_t*)&ch->pipe, &buf, 1, batch_write_cb);
-  if (sent != NULL) {
-    if (err == 0) brood__handle_pin(sent);  /* unpinned in batch_write_cb */
-    b->pinned = err == 0 ? sent : NULL;
+  return b;
+}
+
+/* libuv refused the write: it will not call back, so the loop does, with
+** the error, once the send that got here has returned (the list is kept
+** oldest first). */
+static void batch_refused(brood_channel_t* ch, batch_t* b, int err) {
+  batch_t** tail = &ch->failed;
+  while (*tail != NULL) tail = &(*tail)->next;
+  b->status = err;
+  *tail = b;
+  schedule_flush(ch);
+}
+
+/* Hand `out` (and its callbacks) to libuv as one write; with `sent`, that
+** handle's fd travels with it (kept alive by handle_ref). Returns a libuv
+** error or 0. On an error the callbacks are not lost: the batch waits in
+** ch->failed, whose callbacks run from the loop (channel_flush_job) or at
+** close. */
+static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
+                         int handle_ref) {
+  uv_stream_t* send_handle = sent != NULL ? (uv_stream_t*)sent->uv : NULL;
+  if (ch->out.len == 0 && send_handle == NULL) return 0;
+  if (send_handle == NULL && flush_now(ch)) return 0;
+  batch_t* b = batch_take(ch);
+  if (b == NULL) {
+    /* Nothing taken: `out` and its callbacks stay queued for the next
+    ** flush (a handle's fd is then not sent), or for channel_release. Not
+    ** rescheduled here: the job would spin while memory lacks. */
+    brood__unref(ch->h.loop->main, &handle_ref);
+    return UV_ENOMEM;
   }
+  b->r.data_ref = handle_ref;  /* unref: brood__req_done */
+  uv_buf_t buf = whole_buf(b->buf.data, b->buf.len);
+  uv_stream_t* stream = (uv_stream_t*)&ch->pipe;
+  int err = send_handle != NULL
+      ? uv_write2(&b->r.u.write, stream, &buf, 1, send_handle, batch_write_cb)
+      : uv_write(&b->r.u.write, stream, &buf, 1, batch_write_cb);
   if (err != 0) {
-    /* Not queued, so libuv will not call back: the loop does, with the
-    ** error, once the send that got here has returned. */
-    batch_t** tail = &ch->failed;
-    while (*tail != NULL) tail = &(*tail)->next;
-    b->status = err;
-    *tail = b;
-    schedule_flush(ch);
+    batch_refused(ch, b, err);
+  } else if (sent != NULL) {
+    brood__handle_pin(sent);  /* unpinned in batch_done */
+    b->pinned = sent;
   }
   return err;
 }
 
-static void flush_prepare_cb(uv_prepare_t* prepare);
-
-/* Write what the channels of this loop have queued (loop.c calls it as a
-** run starts, so frames sent before it do not wait behind timers). */
-void brood__channel_flush_pending(brood_loop_t* loop) {
-  if (loop->flush_head != NULL) flush_prepare_cb(&loop->flush_prepare);
-}
-
-static void flush_prepare_cb(uv_prepare_t* prepare) {
-  brood_loop_t* loop = (brood_loop_t*)prepare->data;
-  uv_prepare_stop(prepare);
-  /* Callbacks below may schedule again: go on until nothing is left, so
-  ** nothing waits for the next wake-up (unless the loop is stopping). */
-  while (loop->flush_head != NULL && !loop->stop_requested) {
-  brood_channel_t* ch = (brood_channel_t*)loop->flush_head;
-  loop->flush_head = NULL;
-  while (ch != NULL) {
-    brood_channel_t* next = ch->flush_next;
-    ch->flush_next = NULL;
-    ch->in_flush_list = 0;
-    if (ch->h.state == BROOD_OPEN) {
-      channel_flush(ch, NULL, LUA_NOREF);
-      batches_fail(ch);
-      if (ch->want_drain && queued_bytes(ch) == 0) {
-        ch->want_drain = 0;  /* written at once: no write callback comes */
-        if (brood__push_ref(loop, ch->drain_ref)) brood__call(loop, 0);
-      }
-      if (ch->parse_pending) {
-        ch->parse_pending = 0;
-        channel_parse(ch);
-      }
-    }
-    ch = next;
-  }
-  }
-  if (loop->flush_head != NULL)
-    uv_prepare_start(&loop->flush_prepare, flush_prepare_cb);
-}
-
-static void schedule_flush(brood_channel_t* ch) {
-  if (ch->in_flush_list) return;
+/* The channel's job, run by the loop before it polls (and as a run
+** starts): write the frames queued in this loop turn, run the callbacks
+** of refused writes, call on_drain if the queue emptied at once, and
+** deliver frames left waiting in the input buffer. */
+static void channel_flush_job(brood_job_t* job) {
+  brood_channel_t* ch = (brood_channel_t*)job->data;
   brood_loop_t* loop = ch->h.loop;
-  ch->in_flush_list = 1;
-  ch->flush_next = (brood_channel_t*)loop->flush_head;
-  if (loop->flush_head == NULL)
-    uv_prepare_start(&loop->flush_prepare, flush_prepare_cb);
-  loop->flush_head = ch;
-}
-
-static void unschedule_flush(brood_channel_t* ch) {
-  if (!ch->in_flush_list) return;
-  brood_loop_t* loop = ch->h.loop;
-  brood_channel_t** p = (brood_channel_t**)&loop->flush_head;
-  while (*p != NULL && *p != ch) p = &(*p)->flush_next;
-  if (*p == ch) *p = ch->flush_next;
-  ch->in_flush_list = 0;
-  ch->flush_next = NULL;
-  if (loop->flush_head == NULL) uv_prepare_stop(&loop->flush_prepare);
+  if (loop->stop_requested) {
+    schedule_flush(ch);  /* not while the loop stops: when it runs again */
+    return;
+  }
+  if (ch->h.state != BROOD_OPEN) return;
+  channel_flush(ch, NULL, LUA_NOREF);
+  batches_fail(ch);
+  maybe_drain(ch);  /* written at once: no write callback comes */
+  if (ch->parse_pending) {
+    ch->parse_pending = 0;
+    channel_parse(ch);
+  }
 }
 
 static int push_out_cb(brood_channel_t* ch, lua_State* L, int idx) {
@@ -287,28 +261,10 @@ static int push_out_cb(brood_channel_t* ch, lua_State* L, int idx) {
   return 0;
 }
 
-/* ch:send(value, kind, handle, cb) -> queued bytes, full (boolean)
-**                                   | nil, msg, code (EMSGSIZE, ...)
-** Raises when value cannot be encoded; the channel stays as it was. kind
-** 1..3 comes with a brood stream or server handle whose fd is sent. With
-** nil, msg, code nothing was queued and cb is not taken; otherwise cb(nil
-** | error name) runs exactly once, after this returns: once written, or
-** with the error of a write that failed, or ECANCELED at close. */
-static int channel_send(lua_State* L) {
-  brood_channel_t* ch = check_channel(L);
-  luaL_checkany(L, 2);
-  lua_Integer kind = luaL_optinteger(L, 3, 0);
-  luaL_argcheck(L, kind >= 0 && kind <= KIND_MAX, 3, "invalid frame kind");
-  if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TFUNCTION);
-  brood_handle_t* sent = NULL;
-  if (kind != 0) {
-    const char* mt = luaL_testudata(L, 4, BROOD_SERVER_MT) != NULL
-                         ? BROOD_SERVER_MT : BROOD_STREAM_MT;
-    sent = (brood_handle_t*)brood__handle_check(L, 4, mt);
-    uv_os_fd_t fd;
-    int fderr = uv_fileno(sent->uv, &fd);  /* e.g. a server never bound */
-    if (fderr != 0) return brood__push_error(L, fderr);
-  }
+/* [-0, +0|3] Encode the value at stack index 2 as a frame of `kind` at
+** the end of `out`. Returns 0, or the values pushed (nil, msg, EMSGSIZE)
+** with `out` as it was; raises when the value cannot be encoded. */
+static int frame_encode(lua_State* L, brood_channel_t* ch, int kind) {
   brood_buf_t* out = &ch->out;
   size_t start = out->len;
   if (brood__buf_reserve(out, FRAME_HEADER) != 0)
@@ -334,22 +290,56 @@ static int channel_send(lua_State* L) {
   hdr[2] = (unsigned char)(body >> 8);
   hdr[3] = (unsigned char)body;
   hdr[4] = (unsigned char)kind;
+  return 0;
+}
+
+/* The frame just encoded is queued (its callback taken): write it with
+** its handle now, or once 64 KiB are queued, or from the loop. Returns a
+** libuv error of a refused write, which reaches the callbacks. */
+static int frame_queued(lua_State* L, brood_channel_t* ch,
+                        brood_handle_t* sent) {
+  if (sent != NULL) {
+    lua_pushvalue(L, 4);
+    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* unref: batch_done */
+    return channel_flush(ch, sent, handle_ref);
+  }
+  if (ch->out.len >= WRITE_CHUNK) return channel_flush(ch, NULL, LUA_NOREF);
+  schedule_flush(ch);
+  return 0;
+}
+
+/* ch:send(value, kind, handle, cb) -> queued bytes, full (boolean)
+**                                   | nil, msg, code (EMSGSIZE, ...)
+** Raises when value cannot be encoded; the channel stays as it was. kind
+** 1..3 comes with a brood stream or server handle whose fd is sent. With
+** nil, msg, code nothing was queued and cb is not taken; otherwise cb(nil
+** | error name) runs exactly once, after this returns: once written, or
+** with the error of a write that failed, or ECANCELED at close. */
+static int channel_send(lua_State* L) {
+  brood_channel_t* ch = check_channel(L);
+  luaL_checkany(L, 2);
+  lua_Integer kind = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, kind >= 0 && kind <= KIND_MAX, 3, "invalid frame kind");
+  if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TFUNCTION);
+  brood_handle_t* sent = NULL;
+  if (kind != 0) {
+    const char* mt = luaL_testudata(L, 4, BROOD_SERVER_MT) != NULL
+                         ? BROOD_SERVER_MT : BROOD_STREAM_MT;
+    sent = (brood_handle_t*)brood__handle_check(L, 4, mt);
+    uv_os_fd_t fd;
+    int fderr = uv_fileno(sent->uv, &fd);  /* e.g. a server never bound */
+    if (fderr != 0) return brood__push_error(L, fderr);
+  }
+  size_t start = ch->out.len;
+  int failed = frame_encode(L, ch, (int)kind);
+  if (failed) return failed;
   if (!lua_isnoneornil(L, 5) && push_out_cb(ch, L, 5) != 0) {
-    out->len = start;
+    ch->out.len = start;
     return luaL_error(L, "brood: out of memory");
   }
   /* From here on the frame is queued and cb taken: a write that fails
   ** reaches cb (from the loop), so the send itself succeeds. */
-  int uverr = 0;
-  if (sent != NULL) {
-    lua_pushvalue(L, 4);
-    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* unref: batch_done */
-    uverr = channel_flush(ch, sent, handle_ref);
-  } else if (out->len >= WRITE_CHUNK) {
-    uverr = channel_flush(ch, NULL, LUA_NOREF);
-  } else {
-    schedule_flush(ch);
-  }
+  int uverr = frame_queued(L, ch, sent);
   size_t queued = queued_bytes(ch);
   /* a refused write: the channel is failing; report it "full" */
   int full = uverr != 0 || queued >= ch->hwm;
@@ -357,16 +347,6 @@ static int channel_send(lua_State* L) {
   lua_pushinteger(L, (lua_Integer)queued);
   lua_pushboolean(L, full);
   return 2;
-}
-
-/* ch:flush(): write what is queued now rather than before the next poll. */
-static int channel_flush_method(lua_State* L) {
-  brood_channel_t* ch = check_channel(L);
-  unschedule_flush(ch);
-  int err = channel_flush(ch, NULL, LUA_NOREF);
-  if (err != 0) return brood__push_error(L, err);  /* callbacks: as send */
-  lua_pushboolean(L, 1);
-  return 1;
 }
 
 static int channel_queued(lua_State* L) {
@@ -382,7 +362,7 @@ static int channel_on_drain(lua_State* L) {
   return 0;
 }
 
-/* ----- reading ------------------------------------------------------------- */
+/* ----- reading --------------------------------------------------------- */
 
 static void channel_alloc_cb(uv_handle_t* handle, size_t suggested,
                              uv_buf_t* buf) {
@@ -411,10 +391,6 @@ static void channel_report(brood_channel_t* ch, const char* code,
   brood__call(loop, 3);
 }
 
-static void free_handle_cb(uv_handle_t* handle) {
-  free(handle);
-}
-
 /* Accept the handle that came with a frame of `kind` and push it (a
 ** brood stream; a server for kind 1), or push nil and return -1. */
 static int accept_handle(brood_channel_t* ch, int kind, lua_State* L) {
@@ -424,34 +400,16 @@ static int accept_handle(brood_channel_t* ch, int kind, lua_State* L) {
   if (type != UV_TCP && type != UV_NAMED_PIPE) {
     /* A file, a UDP socket...: nothing brood can serve as a stream. Take
     ** it off the queue (so later frames get their own fds) and close it. */
-    uv_pipe_t* junk = (uv_pipe_t*)malloc(sizeof(*junk));
-    if (junk != NULL && uv_pipe_init(&ch->h.loop->uv, junk, 0) == 0) {
-      uv_accept((uv_stream_t*)pipe, (uv_stream_t*)junk);
-      uv_close((uv_handle_t*)junk, free_handle_cb);
-    } else {
-      free(junk);
-    }
+    (void)brood__req_discard_pending(ch->h.loop, pipe);
     return -1;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ch->h.self_ref);
   lua_getiuservalue(L, -1, 1);  /* the loop userdata */
   lua_remove(L, -2);
   int loop_idx = lua_gettop(L);
-  int err;
-  if (kind == 1) {
-    err = brood__server_accept_from(L, loop_idx, (uv_stream_t*)pipe, type);
-  } else {
-    brood_stream_t* s = brood__stream_new(L, loop_idx);
-    if (type == UV_TCP) err = uv_tcp_init(&ch->h.loop->uv, &s->u.tcp);
-    else err = uv_pipe_init(&ch->h.loop->uv, &s->u.pipe, 0);
-    if (err == 0) {
-      brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.stream);
-      err = uv_accept((uv_stream_t*)pipe, &s->u.stream);
-      if (err != 0) brood__handle_close(&s->h);
-    } else {
-      brood__handle_abort(L, &s->h);
-    }
-  }
+  int err = brood__stream_accept(L, loop_idx, (uv_stream_t*)pipe, type,
+                                 kind == 1 ? &brood__server_ops
+                                           : &brood__stream_ops);
   lua_remove(L, loop_idx);
   if (err != 0) {
     lua_pop(L, 1);
@@ -486,73 +444,69 @@ static void channel_end(brood_channel_t* ch) {
   else channel_report(ch, brood__err_name(ch->eof), "read failed");
 }
 
-/* Decode and deliver every complete frame in the input buffer, then the
-** end of reading if it came. Runs under lua_pcall (channel_parse): the
-** decoding pushes onto the loop's thread and may raise (out of memory for
-** a peer's large message), which must not unwind through libuv. Each
-** handler runs under its own brood__call, so its errors stay there. */
-static void parse_frames(brood_channel_t* ch) {
+/* The frame at in_pos: 1 complete (*body and *kind set), 0 not yet (room
+** is made for all of it at once: the rest is read into it), -1 one that
+** will never do (reported: reading stops). */
+static int frame_next(brood_channel_t* ch, size_t* body, int* kind) {
+  size_t avail = ch->in.len - ch->in_pos;
+  if (avail < FRAME_HEADER) return 0;
+  const unsigned char* p = (const unsigned char*)ch->in.data + ch->in_pos;
+  *body = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) |
+          ((size_t)p[2] << 8) | p[3];
+  *kind = p[4];
+  if (*body > ch->max_message) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "the peer sent a message of %zu bytes, "
+             "over max_message_size (%zu)", *body, ch->max_message);
+    channel_report(ch, "EMSGSIZE", msg);
+    return -1;
+  }
+  if (*kind > KIND_MAX) {
+    channel_report(ch, "EBADMSG", "the peer sent a frame of unknown kind");
+    return -1;
+  }
+  if (avail - FRAME_HEADER >= *body) return 1;
+  if (ch->eof != 0) return 0;  /* it will never complete: channel_end */
+  if (ch->in_pos > 0) {
+    memmove(ch->in.data, ch->in.data + ch->in_pos, avail);
+    ch->in.len = avail;
+    ch->in_pos = 0;
+  }
+  if (in_reserve_frame(ch, FRAME_HEADER + *body) != 0) {
+    channel_report(ch, "ENOMEM", "out of memory for a message");
+    return -1;
+  }
+  return 0;
+}
+
+/* Decode the complete frame at in_pos and call on_message(msg) with it,
+** or on_message(msg, handle, kind), handle nil if it could not be taken
+** (the peer sent no fd: the message is still delivered). Returns 1 if
+** delivered, 0 if the handler raised (the loop stops for it), -1 if it
+** could not be (no Lua now, or malformed: reported). */
+static int frame_deliver(brood_channel_t* ch, size_t body, int kind) {
   brood_loop_t* loop = ch->h.loop;
-  int delivered = 1;  /* 0 once a handler raised: the loop stops for it */
-  while (delivered && ch->reading && ch->h.state == BROOD_OPEN) {
-    size_t avail = ch->in.len - ch->in_pos;
-    if (avail < FRAME_HEADER) break;
-    const unsigned char* p = (const unsigned char*)ch->in.data + ch->in_pos;
-    size_t body = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) |
-                  ((size_t)p[2] << 8) | p[3];
-    int kind = p[4];
-    if (body > ch->max_message) {
-      char msg[128];
-      snprintf(msg, sizeof(msg), "the peer sent a message of %zu bytes, "
-               "over max_message_size (%zu)", body, ch->max_message);
-      channel_report(ch, "EMSGSIZE", msg);
-      return;
-    }
-    if (kind > KIND_MAX) {
-      channel_report(ch, "EBADMSG", "the peer sent a frame of unknown kind");
-      return;
-    }
-    if (avail - FRAME_HEADER < body) {
-      if (ch->eof != 0) break;  /* it will never complete */
-      /* Make room for the whole frame once: the rest is read into it. */
-      if (ch->in_pos > 0) {
-        memmove(ch->in.data, ch->in.data + ch->in_pos, avail);
-        ch->in.len = avail;
-        ch->in_pos = 0;
-      }
-      if (in_reserve_frame(ch, FRAME_HEADER + body) != 0)
-        channel_report(ch, "ENOMEM", "out of memory for a message");
-      return;
-    }
-    if (!brood__push_ref(loop, ch->h.cb_ref)) return;
-    lua_State* L = loop->L;
-    const char* err = brood__decode(L, (const char*)p + FRAME_HEADER, body);
-    if (err != NULL) {
-      lua_pop(L, 1);
-      char msg[160];
-      snprintf(msg, sizeof(msg), "the peer sent malformed MessagePack: %s",
-               err);
-      channel_report(ch, "EBADMSG", msg);
-      return;
-    }
-    ch->in_pos += FRAME_HEADER + body;
-    if (kind == 0) {
-      delivered = brood__call(loop, 1);
-      continue;
-    }
-    /* on_message(msg, handle, kind); handle is nil if it could not be
-    ** taken (the peer sent no fd): the message is still delivered. */
-    if (accept_handle(ch, kind, L) != 0) lua_pushnil(L);
-    lua_pushinteger(L, kind);
-    delivered = brood__call(loop, 3);
+  if (!brood__push_ref(loop, ch->h.cb_ref)) return -1;
+  lua_State* L = loop->L;
+  const char* p = ch->in.data + ch->in_pos;
+  const char* err = brood__decode(L, p + FRAME_HEADER, body);
+  if (err != NULL) {
+    lua_pop(L, 1);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "the peer sent malformed MessagePack: %s",
+             err);
+    channel_report(ch, "EBADMSG", msg);
+    return -1;
   }
-  if (!delivered && ch->in.len > ch->in_pos) {
-    /* A handler raised and the loop stops to raise it: the frames left
-    ** are delivered when it runs again, none is lost. */
-    ch->parse_pending = 1;
-    schedule_flush(ch);
-  }
-  /* keep only the unparsed tail; give back a big buffer once drained */
+  ch->in_pos += FRAME_HEADER + body;
+  if (kind == 0) return brood__call(loop, 1);
+  if (accept_handle(ch, kind, L) != 0) lua_pushnil(L);
+  lua_pushinteger(L, kind);
+  return brood__call(loop, 3);
+}
+
+/* Keep only the unparsed tail; give back a big buffer once drained. */
+static void in_compact(brood_channel_t* ch) {
   if (ch->in_pos > 0) {
     size_t rest = ch->in.len - ch->in_pos;
     memmove(ch->in.data, ch->in.data + ch->in_pos, rest);
@@ -560,6 +514,31 @@ static void parse_frames(brood_channel_t* ch) {
     ch->in_pos = 0;
   }
   if (ch->in.len == 0 && ch->in.cap > 4 * READ_CHUNK) brood__buf_free(&ch->in);
+}
+
+/* Decode and deliver every complete frame in the input buffer, then the
+** end of reading if it came. Runs under lua_pcall (channel_parse): the
+** decoding pushes onto the loop's thread and may raise (out of memory for
+** a peer's large message), which must not unwind through libuv. Each
+** handler runs under its own brood__call, so its errors stay there. */
+static void parse_frames(brood_channel_t* ch) {
+  int delivered = 1;  /* 0 once a handler raised: the loop stops for it */
+  while (delivered && ch->reading && ch->h.state == BROOD_OPEN) {
+    size_t body;
+    int kind;
+    int ready = frame_next(ch, &body, &kind);
+    if (ready < 0) return;
+    if (ready == 0) break;
+    delivered = frame_deliver(ch, body, kind);
+    if (delivered < 0) return;
+  }
+  if (!delivered && ch->in.len > ch->in_pos) {
+    /* A handler raised and the loop stops to raise it: the frames left
+    ** are delivered when it runs again, none is lost. */
+    ch->parse_pending = 1;
+    schedule_flush(ch);
+  }
+  in_compact(ch);
   if (delivered && ch->eof != 0 && ch->reading &&
       ch->h.state == BROOD_OPEN)
     channel_end(ch);
@@ -657,15 +636,15 @@ static int channel_read_stop(lua_State* L) {
   return 0;
 }
 
-/* ----- life cycle ------------------------------------------------------------ */
+/* ----- life cycle ------------------------------------------------------ */
 
 /* Closed (the close callback): the sends whose writes failed hear of it,
 ** then those never handed to libuv get ECANCELED ("channel closed"). */
 static void channel_release(brood_handle_t* h) {
   brood_channel_t* ch = (brood_channel_t*)h;
   brood_loop_t* loop = h->loop;
-  loop->spinners--;
-  unschedule_flush(ch);
+  brood__loop_spin_hold(loop, -1);
+  brood__loop_cancel(loop, &ch->flush);
   batches_fail(ch);
   brood__buf_free(&ch->in);
   brood__buf_free(&ch->out);
@@ -681,26 +660,24 @@ static void channel_release(brood_handle_t* h) {
   ch->n_out_cbs = ch->cap_out_cbs = 0;
 }
 
-typedef struct {
-  uv_shutdown_t req;
-  brood_channel_t* ch;
-  int cb_ref;
-} channel_shutdown_t;
+static const brood_handle_ops_t channel_ops = {
+  BROOD_CHANNEL_MT, NULL, channel_release
+};
 
+/* The EOF is written (or the peer is gone): close; the callback of
+** disconnect(cb) runs once closed. */
 static void channel_shutdown_cb(uv_shutdown_t* req, int status) {
-  channel_shutdown_t* sd = (channel_shutdown_t*)req->data;
-  brood_channel_t* ch = sd->ch;
-  brood_loop_t* loop = ch->h.loop;
+  brood_req_t* r = (brood_req_t*)req;
+  brood_channel_t* ch = (brood_channel_t*)r->owner;
   (void)status;
-  if (!loop->torn_down) {
-    if (ch->h.state == BROOD_OPEN) {
-      ch->h.close_ref = sd->cb_ref;  /* runs once closed */
-      sd->cb_ref = LUA_NOREF;
-      brood__handle_close(&ch->h);
-    }
-    brood__unref(loop->main, &sd->cb_ref);
+  if (!r->loop->torn_down && ch->h.state == BROOD_OPEN) {
+    ch->h.close_ref = r->cb_ref;  /* runs once closed */
+    r->cb_ref = LUA_NOREF;
+    brood__handle_close(&ch->h);
+  } else if (!r->loop->torn_down) {
+    brood__unref(r->loop->main, &r->cb_ref);  /* closed without it */
   }
-  free(sd);
+  brood__req_done(r, 0);
 }
 
 /* ch:disconnect([cb]): stop reading, write everything queued, send EOF,
@@ -710,21 +687,18 @@ static int channel_disconnect(lua_State* L) {
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   uv_read_stop((uv_stream_t*)&ch->pipe);
   ch->reading = 0;
-  unschedule_flush(ch);
+  brood__loop_cancel(ch->h.loop, &ch->flush);
   channel_flush(ch, NULL, LUA_NOREF);
-  channel_shutdown_t* sd = (channel_shutdown_t*)malloc(sizeof(*sd));
-  if (sd == NULL) return luaL_error(L, "brood: out of memory");
-  sd->ch = ch;
-  sd->req.data = sd;
-  sd->cb_ref = LUA_NOREF;
-  int err = uv_shutdown(&sd->req, (uv_stream_t*)&ch->pipe,
+  brood_req_t* r = brood__req_check(L, ch->h.loop);
+  r->owner = ch;
+  int err = uv_shutdown(&r->u.shutdown, (uv_stream_t*)&ch->pipe,
                         channel_shutdown_cb);
   if (err != 0) {
-    free(sd);
+    brood__req_done(r, 0);
     brood__set_ref(L, 2, &ch->h.close_ref);
     brood__handle_close(&ch->h);  /* the peer is gone already */
   } else {
-    brood__set_ref(L, 2, &sd->cb_ref);
+    brood__req_refs(L, r, 0, 2);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -740,14 +714,18 @@ static int channel_open(lua_State* L) {
   luaL_argcheck(L, max > 0 && max <= UINT32_MAX, 3, "out of range");
   luaL_argcheck(L, hwm > 0, 4, "must be positive");
   brood_channel_t* ch = (brood_channel_t*)brood__handle_new(
-      L, 1, sizeof(brood_channel_t), BROOD_CHANNEL_MT);
+      L, 1, sizeof(brood_channel_t), &channel_ops);
   ch->max_message = (size_t)max;
   ch->hwm = (size_t)hwm;
   ch->drain_ref = LUA_NOREF;
-  ch->h.release = channel_release;
+  ch->flush.run = channel_flush_job;
+  ch->flush.data = ch;
+  ch->flush.eager = 1;  /* frames sent before a run do not wait on timers */
   uv_pipe_init(&ch->h.loop->uv, &ch->pipe, 1);
   brood__handle_opened(L, &ch->h, (uv_handle_t*)&ch->pipe);
-  ch->h.loop->spinners++;  /* released in channel_release */
+  /* an IPC peer answers within microseconds: spin for it (until
+  ** channel_release) */
+  brood__loop_spin_hold(ch->h.loop, 1);
   /* A forked script inherits it at a fixed number: keep it from its own
   ** children. */
   fcntl((int)fd, F_SETFD, FD_CLOEXEC);
@@ -759,27 +737,17 @@ static int channel_open(lua_State* L) {
   return 1;
 }
 
-static int channel_fileno(lua_State* L) {
-  uv_os_fd_t fd;
-  int err = uv_fileno((uv_handle_t*)&check_channel(L)->pipe, &fd);
-  if (err != 0) return brood__push_error(L, err);
-  lua_pushinteger(L, fd);
-  return 1;
-}
-
 void brood__channel_open(lua_State* L) {
   static const luaL_Reg methods[] = {
     {"send", channel_send},
-    {"flush", channel_flush_method},
     {"queued", channel_queued},
     {"on_drain", channel_on_drain},
     {"read_start", channel_read_start},
     {"read_stop", channel_read_stop},
     {"disconnect", channel_disconnect},
-    {"fileno", channel_fileno},
     {NULL, NULL}
   };
-  brood__newclass(L, BROOD_CHANNEL_MT, methods, NULL);
+  brood__handle_class(L, BROOD_CHANNEL_MT, methods);
   lua_pushcfunction(L, channel_open);
   lua_setfield(L, -2, "channel_open");
 }

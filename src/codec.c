@@ -50,7 +50,7 @@ void brood__buf_free(brood_buf_t* b) {
   b->len = b->cap = 0;
 }
 
-/* ----- encoding ----------------------------------------------------------- */
+/* ----- encoding -------------------------------------------------------- */
 
 /* msgpack-c's packer, instantiated from its template with an append that
 ** writes straight into our buffer: the stock msgpack_packer calls a
@@ -214,9 +214,8 @@ static int encode_map(encoder_t* e, int idx) {
   return 0;
 }
 
-static int encode_table(encoder_t* e, int idx) {
-  lua_State* L = e->L;
-  const void* self = lua_topointer(L, idx);
+/* Enter the table `self`: not too deep, not a cycle, stack room. */
+static int encode_enter(encoder_t* e, const void* self) {
   if (e->depth >= BROOD_CODEC_MAX_DEPTH) {
     e->err = "nesting deeper than 128 levels";
     return -1;
@@ -227,11 +226,17 @@ static int encode_table(encoder_t* e, int idx) {
       return -1;
     }
   }
-  if (!lua_checkstack(L, 4)) {
+  if (!lua_checkstack(e->L, 4)) {
     e->err = "Lua stack overflow";
     return -1;
   }
   e->path[e->depth++] = self;
+  return 0;
+}
+
+static int encode_table(encoder_t* e, int idx) {
+  lua_State* L = e->L;
+  if (encode_enter(e, lua_topointer(L, idx)) != 0) return -1;
   int rc;
   lua_Unsigned n = lua_rawlen(L, idx);
   size_t start = e->b->len;
@@ -339,7 +344,7 @@ const char* brood__encode(lua_State* L, int idx, brood_buf_t* b) {
   return NULL;
 }
 
-/* ----- decoding ----------------------------------------------------------- */
+/* ----- decoding -------------------------------------------------------- */
 
 typedef struct {
   lua_State* L;
@@ -437,6 +442,48 @@ static int decode_container(decoder_t* d, int is_map, size_t n) {
   return rc;
 }
 
+/* float 32 (width 4) or float 64 (width 8) */
+static int decode_float(decoder_t* d, int width) {
+  if (need(d, width) != 0) return -1;
+  uint64_t bits = read_be(d->p, width);
+  d->p += width;
+  if (width == 4) {
+    uint32_t bits32 = (uint32_t)bits;
+    float f;
+    memcpy(&f, &bits32, 4);
+    lua_pushnumber(d->L, (lua_Number)f);
+  } else {
+    double f;
+    memcpy(&f, &bits, 8);
+    lua_pushnumber(d->L, (lua_Number)f);
+  }
+  return 0;
+}
+
+static int decode_uint(decoder_t* d, int width) {
+  if (need(d, width) != 0) return -1;
+  uint64_t u = read_be(d->p, width);
+  d->p += width;
+  if (u > (uint64_t)INT64_MAX)
+    lua_pushnumber(d->L, (lua_Number)u);  /* beyond Lua's integers */
+  else
+    lua_pushinteger(d->L, (lua_Integer)u);
+  return 0;
+}
+
+static int decode_int(decoder_t* d, int width) {
+  if (need(d, width) != 0) return -1;
+  uint64_t u = read_be(d->p, width);
+  d->p += width;
+  int64_t v;
+  if (width == 1) v = (int8_t)u;
+  else if (width == 2) v = (int16_t)u;
+  else if (width == 4) v = (int32_t)u;
+  else memcpy(&v, &u, 8);
+  lua_pushinteger(d->L, (lua_Integer)v);
+  return 0;
+}
+
 static int decode_value(decoder_t* d) {
   lua_State* L = d->L;
   if (need(d, 1) != 0) return -1;
@@ -458,48 +505,12 @@ static int decode_value(decoder_t* d) {
       if (need(d, width) != 0) return -1;
       d->p += width;
       return decode_bytes(d, (size_t)read_be(d->p - width, width));
-    case 0xca: {
-      if (need(d, 4) != 0) return -1;
-      uint32_t bits = (uint32_t)read_be(d->p, 4);
-      float f;
-      memcpy(&f, &bits, 4);
-      d->p += 4;
-      lua_pushnumber(L, (lua_Number)f);
-      return 0;
-    }
-    case 0xcb: {
-      if (need(d, 8) != 0) return -1;
-      uint64_t bits = read_be(d->p, 8);
-      double f;
-      memcpy(&f, &bits, 8);
-      d->p += 8;
-      lua_pushnumber(L, (lua_Number)f);
-      return 0;
-    }
-    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
-      width = 1 << (c - 0xcc);
-      if (need(d, width) != 0) return -1;
-      uint64_t u = read_be(d->p, width);
-      d->p += width;
-      if (u > (uint64_t)INT64_MAX)
-        lua_pushnumber(L, (lua_Number)u);  /* beyond Lua's integers */
-      else
-        lua_pushinteger(L, (lua_Integer)u);
-      return 0;
-    }
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
-      width = 1 << (c - 0xd0);
-      if (need(d, width) != 0) return -1;
-      uint64_t u = read_be(d->p, width);
-      d->p += width;
-      int64_t v;
-      if (width == 1) v = (int8_t)u;
-      else if (width == 2) v = (int16_t)u;
-      else if (width == 4) v = (int32_t)u;
-      else memcpy(&v, &u, 8);
-      lua_pushinteger(L, (lua_Integer)v);
-      return 0;
-    }
+    case 0xca: return decode_float(d, 4);
+    case 0xcb: return decode_float(d, 8);
+    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+      return decode_uint(d, 1 << (c - 0xcc));
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+      return decode_int(d, 1 << (c - 0xd0));
     case 0xdc: case 0xdd: case 0xde: case 0xdf: {
       width = (c == 0xdc || c == 0xde) ? 2 : 4;
       if (need(d, width) != 0) return -1;
@@ -534,7 +545,7 @@ const char* brood__decode(lua_State* L, const char* data, size_t len) {
   return NULL;
 }
 
-/* ----- brood.msgpack -------------------------------------------------------- */
+/* ----- brood.msgpack --------------------------------------------------- */
 
 static int codec_buffer_gc(lua_State* L) {
   brood__buf_free((brood_buf_t*)lua_touserdata(L, 1));

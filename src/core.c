@@ -1,14 +1,9 @@
 /*
 ** core.c: luaopen_brood_core, the only exported symbol. Builds the module
-** table from each concept's file; no logic of its own beyond the
-** process-wide signal dispositions brood relies on.
+** table from each concept's file, and core.configure, which sets the
+** options policy (lua/brood/init.lua) chooses. Opening the module changes
+** nothing process-wide: core.setup_process() does that, when called.
 */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include "private.h"
 
 #if defined(__GNUC__)
@@ -19,31 +14,39 @@
 
 BROOD_EXPORT int luaopen_brood_core(lua_State* L);
 
-/* Set by the `brood` host, which links this module in: brood.fork then
-** starts the running executable. */
-int brood__host_mode = 0;
+/* [-0, +0] core.exit_watch: "pidfd" or "sigchld", for diagnostics. */
+static void set_exit_watch(lua_State* L, int core_idx) {
+  lua_pushstring(L, brood__process_pidfds() ? "pidfd" : "sigchld");
+  lua_setfield(L, core_idx, "exit_watch");
+}
+
+/* core.configure{spin_us = n, pidfd = bool}: options, each left as it is
+** when absent. spin_us: the spin ceiling before a poll while an IPC
+** channel is open (0: no spinning); pidfd = false watches exits through
+** SIGCHLD instead of pidfds. */
+static int core_configure(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "spin_us");
+  if (!lua_isnil(L, -1)) brood__loop_set_spin(luaL_checkinteger(L, -1));
+  lua_getfield(L, 1, "pidfd");
+  if (!lua_isnil(L, -1)) {
+    brood__process_set_pidfd(lua_toboolean(L, -1));
+    set_exit_watch(L, lua_upvalueindex(1));
+  }
+  return 0;
+}
+
+/* core.setup_process(): the process-wide settings brood relies on (see
+** system.c); init.lua and the host call it. */
+static int core_setup_process(lua_State* L) {
+  (void)L;
+  brood__setup_process();
+  return 0;
+}
 
 int luaopen_brood_core(lua_State* L) {
-  /* A write to a gone reader must give EPIPE, never kill the host; and a
-  ** SIGCHLD inherited as ignored would make the kernel reap our children
-  ** before we can read their status. */
-  signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa;
-  if (sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-    signal(SIGCHLD, SIG_DFL);
-
-  /* A host started with fd 0, 1 or 2 closed would hand that number to the
-  ** loop's own fds, which libuv refuses to close later (an abort): fill
-  ** the gaps with /dev/null first, as Node.js does. */
-  for (int fd = 0; fd <= 2; fd++) {
-    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-      int null_fd = open("/dev/null", O_RDWR);
-      if (null_fd >= 0 && null_fd != fd) close(null_fd);
-    }
-  }
-
   lua_newtable(L);
-  brood__loop_open(L);  /* first: the default loop is finalized last */
+  brood__loop_open(L);
   brood__timer_open(L);
   brood__signal_open(L);
   brood__stream_open(L);
@@ -53,6 +56,12 @@ int luaopen_brood_core(lua_State* L) {
   brood__codec_open(L);
   brood__net_open(L);
   brood__channel_open(L);
+  set_exit_watch(L, lua_gettop(L));
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, core_configure, 1);
+  lua_setfield(L, -2, "configure");
+  lua_pushcfunction(L, core_setup_process);
+  lua_setfield(L, -2, "setup_process");
   lua_pushboolean(L, brood__host_mode);
   lua_setfield(L, -2, "host");
   lua_pushstring(L, uv_version_string());

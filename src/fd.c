@@ -69,7 +69,8 @@ static int fd_socketpair(lua_State* L) {
 static int fd_close(lua_State* L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
   luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 1, "invalid fd");
-  if (close((int)fd) != 0 && errno != EINTR) return brood__push_error(L, -errno);
+  if (close((int)fd) != 0 && errno != EINTR)
+    return brood__push_error(L, -errno);
   lua_pushboolean(L, 1);
   return 1;
 }

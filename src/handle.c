@@ -2,39 +2,43 @@
 ** handle.c: the box every libuv handle of brood lives in.
 **
 ** The userdata holds one pointer (the box) to a malloc'd block that embeds
-** the uv handle. From brood__handle_opened to the close callback the block
-** pins its userdata with a registry ref, so an open handle is never
-** collected; the block is freed only in the close callback (libuv: "the
-** handle's memory can only be reclaimed ... inside the uv_close_cb").
-** __gc is reached with a live block only at lua_close: it then detaches the
-** block, which closes without touching Lua again.
+** the uv handle. A block is NEW until its uv handle is initialised, then
+** OPEN: from brood__handle_opened to the close callback it pins its
+** userdata with a registry ref, so an open handle is never collected.
+** Closing makes it CLOSING (CLOSE_DEFERRED first while a write still sends
+** its fd); the close callback makes it CLOSED, releases its parts and
+** frees it (libuv: "the handle's memory can only be reclaimed ... inside
+** the uv_close_cb"). __gc is reached with a live block only at lua_close:
+** it then detaches the block, which closes without touching Lua again.
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "private.h"
 
-/* [-0, +1] Pushes a new closed box with the loop at loop_idx as user
-** value (so a private loop outlives its handles) and returns a zeroed
-** block of `size` bytes, not yet open. On allocation failure raises. */
+/* [-0, +1] Pushes a new closed box of type ops with the loop at loop_idx
+** as user value (so a private loop outlives its handles) and returns a
+** zeroed NEW block of `size` bytes. On allocation failure raises. */
 void* brood__handle_new(lua_State* L, int loop_idx, size_t size,
-                        const char* mt) {
+                        const brood_handle_ops_t* ops) {
   brood_loop_t* loop = brood__check_loop(L, loop_idx);
   loop_idx = lua_absindex(L, loop_idx);
   void** box = (void**)lua_newuserdatauv(L, sizeof(void*), 1);
   *box = NULL;  /* born closed, as liolib does */
-  luaL_setmetatable(L, mt);
+  luaL_setmetatable(L, ops->name);
   lua_pushvalue(L, loop_idx);
   lua_setiuservalue(L, -2, 1);
   brood_handle_t* h = (brood_handle_t*)calloc(1, size);
   if (h == NULL) luaL_error(L, "brood: out of memory");
   h->loop = loop;
+  h->ops = ops;
+  h->state = BROOD_NEW;
   h->self_ref = h->cb_ref = h->close_ref = LUA_NOREF;
   return h;
 }
 
-/* The uv handle could not be initialised: free the block; the closed box
-** stays on the stack for the caller to drop. */
+/* The uv handle of a NEW block could not be initialised: free the block;
+** the closed box stays on the stack for the caller to drop. */
 void brood__handle_abort(lua_State* L, brood_handle_t* h) {
   (void)L;
   free(h);
@@ -54,45 +58,11 @@ void brood__handle_opened(lua_State* L, brood_handle_t* h, uv_handle_t* uv) {
   h->loop->handles++;
 }
 
-/* Replace *ref with a ref to the value at idx (nil clears it). */
-void brood__set_ref(lua_State* L, int idx, int* ref) {
-  idx = lua_absindex(L, idx);
-  if (*ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-  *ref = LUA_NOREF;
-  if (!lua_isnoneornil(L, idx)) {
-    lua_pushvalue(L, idx);
-    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-}
-
-void brood__unref(lua_State* L, int* ref) {
-  if (*ref != LUA_NOREF && L != NULL) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-  *ref = LUA_NOREF;
-}
-
-/* Push the registry value `ref` on the running thread, if user code may
-** run now. Returns 0 (pushing nothing) when it may not. */
-int brood__push_ref(brood_loop_t* loop, int ref) {
-  if (ref == LUA_NOREF || loop->L == NULL || loop->closing ||
-      loop->torn_down)
-    return 0;
-  lua_rawgeti(loop->L, LUA_REGISTRYINDEX, ref);
-  return 1;
-}
-
-/* Call the callback at registry ref with (nil) or (error name), if user
-** code may run now: the shape of every request's completion. */
-void brood__call_status(brood_loop_t* loop, int ref, int status) {
-  if (!brood__push_ref(loop, ref)) return;
-  if (status == 0) lua_pushnil(loop->L);
-  else lua_pushstring(loop->L, brood__err_name(status));
-  brood__call(loop, 1);
-}
-
 static void handle_close_cb(uv_handle_t* uv) {
   brood_handle_t* h = (brood_handle_t*)uv->data;
   brood_loop_t* loop = h->loop;
-  if (h->release != NULL) h->release(h);
+  h->state = BROOD_CLOSED;
+  if (h->ops->release != NULL) h->ops->release(h);
   loop->handles--;
   if (!h->detached && !loop->torn_down) {
     lua_State* M = loop->main;
@@ -105,13 +75,22 @@ static void handle_close_cb(uv_handle_t* uv) {
   free(h);
 }
 
-/* Start closing; idempotent. The block lives until handle_close_cb. While
-** pinned (a write is sending its fd) the uv_close waits for the unpin. */
+/* Start closing an OPEN block; idempotent. The block lives until
+** handle_close_cb. While pinned the uv_close waits for the last unpin. */
 void brood__handle_close(brood_handle_t* h) {
   if (h->state != BROOD_OPEN) return;
+  if (h->pins > 0) {
+    h->state = BROOD_CLOSE_DEFERRED;  /* brood__handle_unpin closes it */
+    return;
+  }
   h->state = BROOD_CLOSING;
-  if (h->pins > 0) return;  /* brood__handle_unpin closes it */
   uv_close(h->uv, handle_close_cb);
+}
+
+/* The handle's loop goes away (loop:close(), lua_close): let its type act
+** on the world outside first (process.c signals cleanup children). */
+void brood__handle_teardown(brood_handle_t* h) {
+  if (h->ops->teardown != NULL) h->ops->teardown(h);
 }
 
 void brood__handle_pin(brood_handle_t* h) {
@@ -119,8 +98,10 @@ void brood__handle_pin(brood_handle_t* h) {
 }
 
 void brood__handle_unpin(brood_handle_t* h) {
-  if (--h->pins == 0 && h->state == BROOD_CLOSING && !uv_is_closing(h->uv))
+  if (--h->pins == 0 && h->state == BROOD_CLOSE_DEFERRED) {
+    h->state = BROOD_CLOSING;
     uv_close(h->uv, handle_close_cb);
+  }
 }
 
 /* Open handle at idx, or raise: methods on a closed handle are mistakes. */
@@ -144,7 +125,7 @@ static brood_handle_t* handle_peek(lua_State* L) {
 }
 
 /* h:close([cb]) -> true; closing twice is a no-op. */
-int brood__handle_close_method(lua_State* L) {
+static int handle_close_method(lua_State* L) {
   brood_handle_t* h = handle_peek(L);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   if (h != NULL && h->state == BROOD_OPEN) {
@@ -164,43 +145,39 @@ static int handle_tbc_close(lua_State* L) {
 }
 
 /* __gc: reached with a live block only at lua_close (open blocks are
-** pinned). Detach it: its close callback then frees without Lua. */
-int brood__handle_gc(lua_State* L) {
+** pinned), when its loop goes away too: tear it down, then detach it: its
+** close callback frees without Lua. */
+static int handle_gc(lua_State* L) {
   void** box = (void**)lua_touserdata(L, 1);
   brood_handle_t* h = (brood_handle_t*)*box;
   if (h == NULL) return 0;
   *box = NULL;
   h->box = NULL;
   h->detached = 1;
+  brood__handle_teardown(h);
   brood__handle_close(h);
   return 0;
 }
 
-int brood__handle_ref(lua_State* L) {
+static int handle_ref(lua_State* L) {
   brood_handle_t* h = handle_peek(L);
   if (h != NULL && h->state == BROOD_OPEN) uv_ref(h->uv);
   return 0;
 }
 
-int brood__handle_unref(lua_State* L) {
+static int handle_unref(lua_State* L) {
   brood_handle_t* h = handle_peek(L);
   if (h != NULL && h->state == BROOD_OPEN) uv_unref(h->uv);
   return 0;
 }
 
-int brood__handle_has_ref(lua_State* L) {
-  brood_handle_t* h = handle_peek(L);
-  lua_pushboolean(L, h != NULL && h->state == BROOD_OPEN && uv_has_ref(h->uv));
-  return 1;
-}
-
-int brood__handle_is_closed(lua_State* L) {
+static int handle_is_closed(lua_State* L) {
   brood_handle_t* h = handle_peek(L);
   lua_pushboolean(L, h == NULL || h->state != BROOD_OPEN);
   return 1;
 }
 
-int brood__handle_tostring(lua_State* L) {
+static int handle_tostring(lua_State* L) {
   brood_handle_t* h = handle_peek(L);
   luaL_getmetafield(L, 1, "__name");
   const char* name = lua_tostring(L, -1);
@@ -211,31 +188,25 @@ int brood__handle_tostring(lua_State* L) {
   return 1;
 }
 
-void brood__setfuncs(lua_State* L, const luaL_Reg* funcs) {
-  luaL_setfuncs(L, funcs, 0);
-}
-
 /* [-0, +0] Create metatable `name` with `methods` (plus the common handle
-** methods) in __index and `metamethods` (plus __gc, __close, __tostring). */
-void brood__newclass(lua_State* L, const char* name, const luaL_Reg* methods,
-                     const luaL_Reg* metamethods) {
+** methods) in __index, and __gc, __close, __tostring. */
+void brood__handle_class(lua_State* L, const char* name,
+                         const luaL_Reg* methods) {
   static const luaL_Reg common[] = {
-    {"close", brood__handle_close_method},
-    {"ref", brood__handle_ref},
-    {"unref", brood__handle_unref},
-    {"has_ref", brood__handle_has_ref},
-    {"is_closed", brood__handle_is_closed},
+    {"close", handle_close_method},
+    {"ref", handle_ref},
+    {"unref", handle_unref},
+    {"is_closed", handle_is_closed},
     {NULL, NULL}
   };
   static const luaL_Reg common_meta[] = {
-    {"__gc", brood__handle_gc},
+    {"__gc", handle_gc},
     {"__close", handle_tbc_close},
-    {"__tostring", brood__handle_tostring},
+    {"__tostring", handle_tostring},
     {NULL, NULL}
   };
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, common_meta, 0);
-  if (metamethods != NULL) luaL_setfuncs(L, metamethods, 0);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "__brood_handle");
   lua_newtable(L);  /* method table */

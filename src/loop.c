@@ -1,15 +1,14 @@
 /*
 ** loop.c: running a libuv loop from Lua.
 **
-** Every Lua callback runs through brood__call: under a message handler
-** that appends a traceback, on the thread that called loop:run(). The
-** first error a callback raises is kept and the loop stopped; run() then
-** returns it, and the Lua layer raises it again (lua.c's scheme, so the
-** library itself never prints or exits).
-**
-** A loop also carries the "tick": a prepare handle that calls one Lua
-** function right before each poll while work is deferred, with an idle
-** handle that keeps that poll from blocking meanwhile.
+** Callbacks run through brood__call (call.c). Besides the handles, a loop
+** runs jobs (brood__loop_schedule): each runs once, right before the next
+** poll, and eager ones also as a run starts. The layers above use them
+** for work that must wait until the code that asked for it has returned:
+** the Lua tick (the deferred queue), each IPC channel's flush. Spinning
+** before a poll is asked for by holds (brood__loop_spin_hold), and each
+** handle type's teardown runs when the loop goes away: the loop knows no
+** layer above it.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,49 +19,94 @@
 
 #include "private.h"
 
-typedef struct { brood_loop_t* loop; } loop_box_t;
+/* Set by the `brood` host, which links this module in and handles SIGINT
+** itself. */
+int brood__host_mode = 0;
 
-brood_loop_t* brood__check_loop(lua_State* L, int idx) {
-  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, idx, BROOD_LOOP_MT);
-  if (box->loop == NULL) luaL_error(L, "attempt to use a closed brood.loop");
-  return box->loop;
+/* ----- jobs ------------------------------------------------------------ */
+
+static void jobs_prepare_cb(uv_prepare_t* prepare);
+
+/* Queue job to run before the next poll (after the code now running has
+** returned); idempotent. A job scheduled while jobs run waits for the
+** next pass. */
+void brood__loop_schedule(brood_loop_t* loop, brood_job_t* job) {
+  if (job->scheduled || loop->closing) return;  /* closing: none would run */
+  job->scheduled = 1;
+  job->stamp = loop->job_pass;
+  job->next = NULL;
+  job->prev = loop->jobs_tail;
+  if (loop->jobs_tail != NULL) loop->jobs_tail->next = job;
+  else loop->jobs_head = job;
+  loop->jobs_tail = job;
+  if (job->prev == NULL) uv_prepare_start(&loop->jobs_prepare, jobs_prepare_cb);
 }
 
-static int msghandler(lua_State* L) {
-  const char* msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
-  if (msg != NULL && strstr(msg, "\nstack traceback:") == NULL)
-    luaL_traceback(L, L, msg, 1);
-  else
-    lua_settop(L, 1);  /* error objects, and errors traced already, travel
-                       ** unchanged (a task's error raised by task:wait) */
-  return 1;
+void brood__loop_cancel(brood_loop_t* loop, brood_job_t* job) {
+  if (!job->scheduled) return;
+  job->scheduled = 0;
+  if (job->prev != NULL) job->prev->next = job->next;
+  else loop->jobs_head = job->next;
+  if (job->next != NULL) job->next->prev = job->prev;
+  else loop->jobs_tail = job->prev;
+  job->prev = job->next = NULL;
+  if (loop->jobs_head == NULL) uv_prepare_stop(&loop->jobs_prepare);
 }
 
-/* [-(nargs+1), +0] Call the function below nargs arguments on loop->L.
-** Returns 1 if it ran without error; else keeps the first error, stops
-** the loop and returns 0. */
-int brood__call(brood_loop_t* loop, int nargs) {
-  lua_State* L = loop->L;
-  loop->calls++;
-  /* the message handler waits in loop_run's frame, pushed once a run */
-  int status = lua_pcall(L, nargs, 0, loop->msgh);
-  if (status == LUA_OK) return 1;
-  if (loop->error_ref == LUA_NOREF)
-    loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  else
-    lua_pop(L, 1);
-  uv_stop(&loop->uv);
-  loop->stop_requested = 1;
-  return 0;
+/* The oldest job scheduled before pass `pass` (eager only, if asked). */
+static brood_job_t* jobs_next(brood_loop_t* loop, uint64_t pass, int eager) {
+  for (brood_job_t* j = loop->jobs_head; j != NULL && j->stamp < pass;
+       j = j->next)
+    if (!eager || j->eager) return j;
+  return NULL;
 }
 
-static void tick_prepare_cb(uv_prepare_t* prepare) {
-  brood_loop_t* loop = (brood_loop_t*)prepare->data;
+/* Run the jobs, oldest first, pass after pass (a job may schedule more)
+** until none is left or the loop is stopping. Each job is unqueued before
+** it runs, so it may schedule itself again. */
+static void jobs_run(brood_loop_t* loop, int eager_only) {
+  for (;;) {
+    uint64_t pass = ++loop->job_pass;
+    brood_job_t* job = jobs_next(loop, pass, eager_only);
+    if (job == NULL) return;
+    do {
+      brood__loop_cancel(loop, job);
+      job->run(job);
+    } while ((job = jobs_next(loop, pass, eager_only)) != NULL);
+    if (loop->stop_requested) return;
+  }
+}
+
+static void jobs_prepare_cb(uv_prepare_t* prepare) {
+  jobs_run((brood_loop_t*)prepare->data, 0);
+}
+
+/* The Lua tick: one job calling the function of loop:set_tick. */
+static void tick_run(brood_job_t* job) {
+  brood_loop_t* loop = (brood_loop_t*)job->data;
   if (brood__push_ref(loop, loop->tick_ref)) brood__call(loop, 0);
 }
 
-static void tick_idle_cb(uv_idle_t* idle) {
-  (void)idle;  /* exists only to make the poll non-blocking */
+/* ----- spinning --------------------------------------------------------
+** Before blocking in the poll, spin a little with non-blocking turns:
+** a peer process that answers within microseconds (IPC ping-pong, a pool
+** worker) is then served without a sleep and a wake-up through the
+** kernel, which cost far more than the spin on most machines. The budget
+** adapts: after a block that turned out shorter than the ceiling it is
+** the ceiling (spinning would have caught it), after a longer one it
+** halves, so a loop that mostly waits soon blocks at once. A loop spins
+** only while something holds it spinning (an open IPC channel: a spawned
+** child, on the other hand, starts on this CPU and a spin would delay it).
+** core.configure{spin_us =} sets the ceiling (default 100; 0: off). */
+
+static uint64_t spin_ceiling = 100 * 1000;  /* ns */
+
+void brood__loop_set_spin(int64_t ceiling_us) {
+  spin_ceiling = ceiling_us > 0 ? (uint64_t)ceiling_us * 1000 : 0;
+}
+
+void brood__loop_spin_hold(brood_loop_t* loop, int delta) {
+  loop->spin_holds += delta;
 }
 
 /* ----- SIGINT under plain lua5.4 -----------------------------------------
@@ -75,7 +119,10 @@ static void tick_idle_cb(uv_idle_t* idle) {
 ** run with the error "interrupted!" (no traceback: lua.c adds one). The
 ** host handles SIGINT itself (src/host/main.c). */
 
+void (*brood__interrupt_cleanup)(void) = NULL;
+
 static struct sigaction interrupt_saved;  /* lua.c's, put back at the end */
+static int sigint_watchers = 0;           /* script watchers (signal.c) */
 static int interrupt_depth = 0;           /* runs under our handler */
 static brood_loop_t* volatile interrupt_target = NULL;  /* innermost run */
 static volatile sig_atomic_t interrupted = 0;  /* not yet turned into an
@@ -87,7 +134,7 @@ static void on_interrupt(int sig) {
   (void)sig;
   int saved_errno = errno;
   interrupted = 1;
-  brood__process_kill_cleanup();
+  if (brood__interrupt_cleanup != NULL) brood__interrupt_cleanup();
   brood_loop_t* target = interrupt_target;
   if (target != NULL) uv_async_send(&target->interrupt_async);
   errno = saved_errno;
@@ -105,21 +152,26 @@ static void install_interrupt_handler(void) {
   sigaction(SIGINT, &sa, NULL);
 }
 
-/* A script's SIGINT watcher stopped during a run: libuv put back SIG_DFL;
-** put ours back for the rest of the run. */
-static void interrupt_released(int signum) {
-  if (signum == SIGINT && interrupt_depth > 0) install_interrupt_handler();
+/* signal.c: script watchers of signum started (delta 1) or gone (-1).
+** When the last SIGINT watcher stops during a run, libuv has put back
+** SIG_DFL: put ours back for the rest of the run. */
+void brood__interrupt_watch(int signum, int delta) {
+  if (signum != SIGINT) return;
+  sigint_watchers += delta;
+  if (sigint_watchers == 0 && interrupt_depth > 0)
+    install_interrupt_handler();
 }
 
 /* Keep the interrupt as loop's error (unless one is kept) and stop it. */
 static void interrupt_fail(brood_loop_t* loop) {
   interrupted = 0;
-  if (loop->error_ref == LUA_NOREF && loop->L != NULL) {
+  if (loop->L != NULL) {
     lua_pushstring(loop->L, INTERRUPTED);
-    loop->error_ref = luaL_ref(loop->L, LUA_REGISTRYINDEX);
+    brood__fail(loop, loop->L);
+  } else {
+    uv_stop(&loop->uv);
+    loop->stop_requested = 1;
   }
-  uv_stop(&loop->uv);
-  loop->stop_requested = 1;
 }
 
 static void interrupt_async_cb(uv_async_t* async) {
@@ -137,7 +189,7 @@ static int interrupt_begin(brood_loop_t* loop) {
     return 1;
   }
   struct sigaction old;
-  if (brood__signal_watched(SIGINT) || sigaction(SIGINT, NULL, &old) != 0 ||
+  if (sigint_watchers > 0 || sigaction(SIGINT, NULL, &old) != 0 ||
       old.sa_handler == SIG_IGN)
     return 0;  /* the script's, or ignored (a background job): leave it */
   interrupt_saved = old;
@@ -161,8 +213,7 @@ static void interrupt_end(brood_loop_t* loop, brood_loop_t* outer) {
     return;
   }
   interrupt_target = NULL;
-  if (!brood__signal_watched(SIGINT))
-    sigaction(SIGINT, &interrupt_saved, NULL);
+  if (sigint_watchers == 0) sigaction(SIGINT, &interrupt_saved, NULL);
   /* a SIGINT between the check above and now still ends the script:
   ** lua.c's hook raises it at the next Lua instruction */
   if (interrupted) {
@@ -171,14 +222,38 @@ static void interrupt_end(brood_loop_t* loop, brood_loop_t* outer) {
   }
 }
 
+/* Initialise the loop's own handles; returns a libuv error or 0 (then
+** the loop is closed again). */
+static int loop_init(brood_loop_t* loop) {
+  int err = uv_loop_init(&loop->uv);
+  if (err != 0) return err;
+  loop->error_ref = loop->tick_ref = LUA_NOREF;
+  uv_prepare_init(&loop->uv, &loop->jobs_prepare);
+  loop->jobs_prepare.data = loop;
+  loop->tick.run = tick_run;
+  loop->tick.data = loop;
+  err = uv_async_init(&loop->uv, &loop->interrupt_async, interrupt_async_cb);
+  if (err != 0) {
+    uv_close((uv_handle_t*)&loop->jobs_prepare, NULL);
+    uv_run(&loop->uv, UV_RUN_NOWAIT);
+    uv_loop_close(&loop->uv);
+    return err;
+  }
+  loop->interrupt_async.data = loop;
+  uv_unref((uv_handle_t*)&loop->interrupt_async);
+  loop->uv.data = loop;
+  return 0;
+}
+
 /* [-0, +1] Push a new loop userdata (the main thread is taken from L). */
 static brood_loop_t* loop_push_new(lua_State* L) {
-  loop_box_t* box = (loop_box_t*)lua_newuserdatauv(L, sizeof(*box), 0);
+  brood_loop_box_t* box =
+      (brood_loop_box_t*)lua_newuserdatauv(L, sizeof(*box), 0);
   box->loop = NULL;
   luaL_setmetatable(L, BROOD_LOOP_MT);
   brood_loop_t* loop = (brood_loop_t*)calloc(1, sizeof(*loop));
   if (loop == NULL) luaL_error(L, "brood: out of memory");
-  int err = uv_loop_init(&loop->uv);
+  int err = loop_init(loop);
   if (err != 0) {
     free(loop);
     luaL_error(L, "brood: cannot create a loop: %s", uv_strerror(err));
@@ -186,42 +261,26 @@ static brood_loop_t* loop_push_new(lua_State* L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   loop->main = lua_tothread(L, -1);
   lua_pop(L, 1);
-  loop->error_ref = loop->tick_ref = LUA_NOREF;
-  uv_prepare_init(&loop->uv, &loop->tick_prepare);
-  loop->tick_prepare.data = loop;
-  uv_unref((uv_handle_t*)&loop->tick_prepare);
-  uv_idle_init(&loop->uv, &loop->tick_idle);
-  loop->tick_idle.data = loop;
-  uv_prepare_init(&loop->uv, &loop->flush_prepare);
-  loop->flush_prepare.data = loop;
-  err = uv_async_init(&loop->uv, &loop->interrupt_async, interrupt_async_cb);
-  if (err != 0) {
-    uv_close((uv_handle_t*)&loop->tick_prepare, NULL);
-    uv_close((uv_handle_t*)&loop->tick_idle, NULL);
-    uv_close((uv_handle_t*)&loop->flush_prepare, NULL);
-    uv_run(&loop->uv, UV_RUN_NOWAIT);
-    uv_loop_close(&loop->uv);
-    free(loop);
-    luaL_error(L, "brood: cannot create a loop: %s", uv_strerror(err));
-  }
-  loop->interrupt_async.data = loop;
-  uv_unref((uv_handle_t*)&loop->interrupt_async);
-  loop->uv.data = loop;
   box->loop = loop;
   return loop;
 }
 
+/* Every handle of the loop is the loop's own or a brood handle block
+** (even while closing: the block lives until its close callback), but
+** for a junk handle closing already (req.c, data NULL). Each block's type
+** tears down first, closing or not: a process closed by hand may still
+** have its cleanup child to kill. */
 static void walk_close_cb(uv_handle_t* uv, void* arg) {
   brood_loop_t* loop = (brood_loop_t*)arg;
-  if (uv_is_closing(uv)) return;
-  if (uv == (uv_handle_t*)&loop->tick_prepare ||
-      uv == (uv_handle_t*)&loop->tick_idle ||
-      uv == (uv_handle_t*)&loop->flush_prepare ||
+  if (uv == (uv_handle_t*)&loop->jobs_prepare ||
       uv == (uv_handle_t*)&loop->interrupt_async) {
-    uv_close(uv, NULL);
+    if (!uv_is_closing(uv)) uv_close(uv, NULL);
     return;
   }
-  brood__handle_close((brood_handle_t*)uv->data);
+  brood_handle_t* h = (brood_handle_t*)uv->data;
+  if (h == NULL) return;
+  brood__handle_teardown(h);
+  brood__handle_close(h);  /* no-op unless OPEN */
 }
 
 static void count_cb(uv_handle_t* uv, void* arg) {
@@ -242,15 +301,14 @@ static int open_handles(brood_loop_t* loop) {
 ** pool). Past this, give up rather than spin forever. */
 #define TEARDOWN_BUDGET_NS (500 * 1000 * 1000ULL)
 
-/* Close every handle, let the close callbacks run, close the loop and
-** free it. With torn_down set no Lua is touched (lua_close). Returns 0,
-** or, when something stays open past the budget, the number of handles
-** still open (-1: only requests): the loop is then neither closed nor
-** freed, since libuv still uses its memory. */
+/* Close every handle (each type tearing down first), let the close
+** callbacks run, close the loop and free it. With torn_down set no Lua is
+** touched (lua_close). Returns 0, or, when something stays open past the
+** budget, the number of handles still open (-1: only requests): the loop
+** is then neither closed nor freed, since libuv still uses its memory. */
 static int loop_teardown(brood_loop_t* loop) {
   loop->closing = 1;
   loop->L = NULL;
-  brood__process_teardown(loop);
   uv_walk(&loop->uv, walk_close_cb, loop);
   uint64_t start = uv_hrtime();
   for (int turns = 0; uv_loop_close(&loop->uv) == UV_EBUSY; turns++) {
@@ -273,7 +331,8 @@ static int loop_teardown(brood_loop_t* loop) {
 }
 
 static int loop_gc(lua_State* L) {
-  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
+  brood_loop_box_t* box =
+      (brood_loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
   if (box->loop == NULL) return 0;
   box->loop->torn_down = 1;
   /* nothing can be reported at lua_close: a loop that does not close is
@@ -287,7 +346,8 @@ static int loop_gc(lua_State* L) {
 ** if a handle stays open; the loop is kept, and close() may be tried
 ** again once whatever holds the handle lets go. */
 static int loop_close(lua_State* L) {
-  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
+  brood_loop_box_t* box =
+      (brood_loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
   if (box->loop == NULL) return 0;
   if (box->loop->L != NULL) luaL_error(L, "brood: cannot close a running loop");
   int left = loop_teardown(box->loop);
@@ -301,45 +361,26 @@ static int loop_close(lua_State* L) {
   return 0;
 }
 
-/* Before blocking in the poll, spin a little with non-blocking turns:
-** a peer process that answers within microseconds (IPC ping-pong, a pool
-** worker) is then served without a sleep and a wake-up through the
-** kernel, which cost far more than the spin on most machines. The budget
-** adapts: after a block that turned out shorter than the ceiling it is
-** the ceiling (spinning would have caught it), after a longer one it
-** halves, so a loop that mostly waits soon blocks at once. Only loops with
-** an IPC channel open spin. BROOD_SPIN_US sets the ceiling (default 100;
-** 0 turns spinning off). */
-static uint64_t spin_ceiling_ns(void) {
-  static int64_t ceiling = -1;
-  if (ceiling < 0) {
-    const char* env = getenv("BROOD_SPIN_US");
-    long us = env != NULL ? strtol(env, NULL, 10) : 100;
-    ceiling = us > 0 ? (int64_t)us * 1000 : 0;
-  }
-  return (uint64_t)ceiling;
+static int turn_done(brood_loop_t* loop, uint64_t calls, int alive) {
+  return loop->calls != calls || !alive || loop->stop_requested;
 }
 
-/* One turn in "once" mode, spinning first: returns uv_run's alive. */
+/* One turn in "once" mode, spinning first while held: returns uv_run's
+** alive. */
 static int loop_turn(brood_loop_t* loop) {
   uint64_t calls = loop->calls;
   int alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
-  if (loop->calls != calls || !alive || loop->stop_requested) return alive;
-  /* Only IPC answers come back that fast; a spawned child, on the other
-  ** hand, starts on this CPU and a spin would delay it. */
-  if (loop->spinners == 0) return uv_run(&loop->uv, UV_RUN_ONCE);
-  uint64_t ceiling = spin_ceiling_ns();
+  if (turn_done(loop, calls, alive)) return alive;
+  if (loop->spin_holds == 0) return uv_run(&loop->uv, UV_RUN_ONCE);
   uint64_t start = uv_hrtime();
-  while (alive && loop->calls == calls && !loop->stop_requested &&
-         uv_hrtime() - start < loop->spin_ns)
+  while (!turn_done(loop, calls, alive) && uv_hrtime() - start < loop->spin_ns)
     alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
-  if (loop->calls != calls || !alive || loop->stop_requested) return alive;
+  if (turn_done(loop, calls, alive)) return alive;
   /* Block. If the wait turns out shorter than the ceiling, spinning would
-  ** have caught it: spin in full next time; else spin half as long.
-** Spinning happens only while the loop has an IPC channel open. */
+  ** have caught it: spin in full next time; else spin half as long. */
   uint64_t blocked = uv_hrtime();
   alive = uv_run(&loop->uv, UV_RUN_ONCE);
-  if (uv_hrtime() - blocked < ceiling) loop->spin_ns = ceiling;
+  if (uv_hrtime() - blocked < spin_ceiling) loop->spin_ns = spin_ceiling;
   else loop->spin_ns /= 2;
   return alive;
 }
@@ -354,9 +395,11 @@ static int loop_run(lua_State* L) {
     return luaL_error(L, "brood: the loop is already running");
   loop->L = L;
   loop->stop_requested = 0;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, brood__msghandler);
   loop->msgh = lua_gettop(L);  /* for every brood__call of this run */
-  brood__channel_flush_pending(loop);
+  /* eager jobs first: frames sent before the run do not wait behind the
+  ** timers due now */
+  jobs_run(loop, 1);
   brood_loop_t* outer = interrupt_target;
   int took_sigint = interrupt_begin(loop);
   int alive;
@@ -385,10 +428,7 @@ static int loop_run(lua_State* L) {
 static int loop_fail(lua_State* L) {
   brood_loop_t* loop = brood__check_loop(L, 1);
   lua_settop(L, 2);
-  if (loop->error_ref == LUA_NOREF)
-    loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  uv_stop(&loop->uv);
-  loop->stop_requested = 1;
+  brood__fail(loop, L);
   return 0;
 }
 
@@ -419,11 +459,6 @@ static int loop_now(lua_State* L) {
   return 1;
 }
 
-static int loop_update_time(lua_State* L) {
-  uv_update_time(&brood__check_loop(L, 1)->uv);
-  return 0;
-}
-
 /* Open brood handles on this loop: leak checks in the specs use it. */
 static int loop_handle_count(lua_State* L) {
   lua_pushinteger(L, brood__check_loop(L, 1)->handles);
@@ -438,21 +473,18 @@ static int loop_set_tick(lua_State* L) {
   return 0;
 }
 
-/* loop:tick(on): deferred work pending (true) or done (false). */
+/* loop:tick(on): deferred work pending (true) or done (false). The tick
+** runs before the next poll, once; Lua turns it on again for more. */
 static int loop_tick(lua_State* L) {
   brood_loop_t* loop = brood__check_loop(L, 1);
-  if (lua_toboolean(L, 2)) {
-    uv_prepare_start(&loop->tick_prepare, tick_prepare_cb);
-    uv_idle_start(&loop->tick_idle, tick_idle_cb);
-  } else {
-    uv_prepare_stop(&loop->tick_prepare);
-    uv_idle_stop(&loop->tick_idle);
-  }
+  if (lua_toboolean(L, 2)) brood__loop_schedule(loop, &loop->tick);
+  else brood__loop_cancel(loop, &loop->tick);
   return 0;
 }
 
 static int loop_tostring(lua_State* L) {
-  loop_box_t* box = (loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
+  brood_loop_box_t* box =
+      (brood_loop_box_t*)luaL_checkudata(L, 1, BROOD_LOOP_MT);
   lua_pushfstring(L, "brood.loop (%p)", (void*)box->loop);
   return 1;
 }
@@ -460,6 +492,17 @@ static int loop_tostring(lua_State* L) {
 /* core.loop_new() -> a private loop (the *_sync calls run on one). */
 static int loop_new(lua_State* L) {
   loop_push_new(L);
+  return 1;
+}
+
+/* __index of the module table: makes core.default_loop on first use. */
+static int loop_index_default(lua_State* L) {
+  if (lua_type(L, 2) != LUA_TSTRING ||
+      strcmp(lua_tostring(L, 2), "default_loop") != 0)
+    return 0;
+  loop_push_new(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "default_loop");
   return 1;
 }
 
@@ -472,7 +515,6 @@ void brood__loop_open(lua_State* L) {
     {"running", loop_running},
     {"alive", loop_alive},
     {"now", loop_now},
-    {"update_time", loop_update_time},
     {"handle_count", loop_handle_count},
     {"set_tick", loop_set_tick},
     {"tick", loop_tick},
@@ -486,12 +528,14 @@ void brood__loop_open(lua_State* L) {
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  /* The default loop is created before any handle, so lua_close runs its
-  ** finalizer after theirs (finalizers run in reverse order of marking). */
-  loop_push_new(L);
-  lua_setfield(L, -2, "default_loop");
+  /* core.default_loop is made at its first use: after core.setup_process()
+  ** (its fds must not take 0-2), and before any handle on it, so that
+  ** lua_close runs its finalizer after theirs (finalizers run in reverse
+  ** order of marking). */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, loop_index_default);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
   lua_pushcfunction(L, loop_new);
   lua_setfield(L, -2, "loop_new");
-  if (!brood__host_mode && brood__signal_released == NULL)
-    brood__signal_released = interrupt_released;
 }

@@ -20,13 +20,10 @@
 ** its handle's cb_ref is the on_connection callback. */
 typedef brood_stream_t brood_server_t;
 
-/* One connect in flight; it pins the callback, not the stream (the
-** stream is pinned by its own box while open). */
-typedef struct {
-  uv_connect_t req;
-  brood_loop_t* loop;
-  int cb_ref;     /* the caller's callback; unref: net_connect_cb */
-} brood_connect_t;
+/* Exported for channel.c, which adopts servers passed over IPC with
+** brood__stream_accept: bound and listening at the OS level already, Lua
+** calls listen() on them to start accepting. */
+const brood_handle_ops_t brood__server_ops = {BROOD_SERVER_MT, NULL, NULL};
 
 #define check_server(L) \
   ((brood_server_t*)brood__handle_check(L, 1, BROOD_SERVER_MT))
@@ -57,64 +54,7 @@ static const char* net_check_path(lua_State* L, int idx) {
   return path;
 }
 
-/* [-0, +1] Push {address=, family="IPv4"|"IPv6", port=} for addr, or
-** push nothing and return the libuv error. */
-static int net_push_sockaddr(lua_State* L, const struct sockaddr* addr) {
-  char ip[INET6_ADDRSTRLEN];
-  int port, err;
-  const char* family;
-  if (addr->sa_family == AF_INET) {
-    const struct sockaddr_in* in = (const struct sockaddr_in*)addr;
-    err = uv_ip4_name(in, ip, sizeof(ip));
-    port = ntohs(in->sin_port);
-    family = "IPv4";
-  } else if (addr->sa_family == AF_INET6) {
-    const struct sockaddr_in6* in6 = (const struct sockaddr_in6*)addr;
-    err = uv_ip6_name(in6, ip, sizeof(ip));
-    port = ntohs(in6->sin6_port);
-    family = "IPv6";
-  } else {
-    return UV_EAFNOSUPPORT;
-  }
-  if (err != 0) return err;
-  lua_createtable(L, 0, 3);
-  lua_pushstring(L, ip);
-  lua_setfield(L, -2, "address");
-  lua_pushstring(L, family);
-  lua_setfield(L, -2, "family");
-  lua_pushinteger(L, port);
-  lua_setfield(L, -2, "port");
-  return 0;
-}
-
-/* [-0, +1|3] The local (peer = 0) or remote (peer = 1) name of a TCP or
-** unix socket: the address table for TCP, the path for a unix socket (""
-** when unbound). Returns the number of values pushed (nil, msg, code on
-** failure). */
-static int net_name(lua_State* L, uv_stream_t* stream, int peer) {
-  int err;
-  if (stream->type == UV_TCP) {
-    struct sockaddr_storage addr;
-    int len = (int)sizeof(addr);
-    uv_tcp_t* tcp = (uv_tcp_t*)stream;
-    err = peer ? uv_tcp_getpeername(tcp, (struct sockaddr*)&addr, &len)
-               : uv_tcp_getsockname(tcp, (struct sockaddr*)&addr, &len);
-    if (err == 0) err = net_push_sockaddr(L, (struct sockaddr*)&addr);
-  } else if (stream->type == UV_NAMED_PIPE) {
-    char path[NET_PATH_MAX + 2];
-    size_t len = sizeof(path);
-    uv_pipe_t* pipe = (uv_pipe_t*)stream;
-    err = peer ? uv_pipe_getpeername(pipe, path, &len)
-               : uv_pipe_getsockname(pipe, path, &len);
-    if (err == 0) lua_pushlstring(L, path, len);
-  } else {
-    err = UV_EINVAL;
-  }
-  if (err != 0) return brood__push_error(L, err);
-  return 1;
-}
-
-/* ----- servers ----------------------------------------------------------- */
+/* ----- servers --------------------------------------------------------- */
 
 static void net_connection_cb(uv_stream_t* stream, int status) {
   brood_server_t* sv = (brood_server_t*)stream->data;
@@ -128,25 +68,19 @@ static void net_connection_cb(uv_stream_t* stream, int status) {
 }
 
 /* [-0, +1] core.tcp_server(loop) / core.pipe_server(loop) -> server. */
-static int net_server_new(lua_State* L, int tcp) {
-  brood_server_t* sv = (brood_server_t*)brood__handle_new(
-      L, 1, sizeof(brood_server_t), BROOD_SERVER_MT);
-  int err = tcp ? uv_tcp_init(&sv->h.loop->uv, &sv->u.tcp)
-                : uv_pipe_init(&sv->h.loop->uv, &sv->u.pipe, 0);
-  if (err != 0) {
-    brood__handle_abort(L, &sv->h);
+static int net_server_new(lua_State* L, uv_handle_type type) {
+  int err;
+  if (brood__stream_init(L, 1, type, &brood__server_ops, &err) == NULL)
     return brood__push_error(L, err);
-  }
-  brood__handle_opened(L, &sv->h, (uv_handle_t*)&sv->u.stream);
   return 1;
 }
 
 static int net_tcp_server(lua_State* L) {
-  return net_server_new(L, 1);
+  return net_server_new(L, UV_TCP);
 }
 
 static int net_pipe_server(lua_State* L) {
-  return net_server_new(L, 0);
+  return net_server_new(L, UV_NAMED_PIPE);
 }
 
 /* server:bind(host, port) for TCP, server:bind(path) for unix sockets
@@ -191,57 +125,19 @@ static int net_server_listen(lua_State* L) {
 static int net_server_accept(lua_State* L) {
   brood_server_t* sv = check_server(L);
   lua_getiuservalue(L, 1, 1);  /* the loop */
-  brood_stream_t* s = brood__stream_new(L, -1);
-  int err = sv->u.stream.type == UV_TCP
-                ? uv_tcp_init(&sv->h.loop->uv, &s->u.tcp)
-                : uv_pipe_init(&sv->h.loop->uv, &s->u.pipe, 0);
-  if (err != 0) {
-    brood__handle_abort(L, &s->h);
-    return brood__push_error(L, err);
-  }
-  brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.stream);
-  err = uv_accept(&sv->u.stream, &s->u.stream);
-  if (err != 0) {
-    brood__handle_close(&s->h);
-    return brood__push_error(L, err);
-  }
+  int err = brood__stream_accept(L, -1, &sv->u.stream, sv->u.stream.type,
+                                 &brood__stream_ops);
+  if (err != 0) return brood__push_error(L, err);
   return 1;
-}
-
-/* [-0, +1] Push a server adopting the listening socket pending on the IPC
-** pipe `ipc` (handle passing, channel.c), of libuv type `type`; returns 0,
-** or a libuv error with a closed box pushed instead. The new server
-** is bound and listening at the OS level already: Lua calls listen() on
-** it to start accepting. */
-int brood__server_accept_from(lua_State* L, int loop_idx, uv_stream_t* ipc,
-                              uv_handle_type type) {
-  brood_server_t* sv = (brood_server_t*)brood__handle_new(
-      L, loop_idx, sizeof(brood_server_t), BROOD_SERVER_MT);
-  int err = type == UV_TCP ? uv_tcp_init(&sv->h.loop->uv, &sv->u.tcp)
-            : type == UV_NAMED_PIPE ? uv_pipe_init(&sv->h.loop->uv,
-                                                   &sv->u.pipe, 0)
-            : UV_EINVAL;
-  if (err != 0) {
-    brood__handle_abort(L, &sv->h);
-    return err;
-  }
-  brood__handle_opened(L, &sv->h, (uv_handle_t*)&sv->u.stream);
-  err = uv_accept(ipc, &sv->u.stream);
-  if (err != 0) brood__handle_close(&sv->h);
-  return err;
 }
 
 /* server:getsockname() -> {address=, family=, port=} | path */
 static int net_server_getsockname(lua_State* L) {
-  return net_name(L, &check_server(L)->u.stream, 0);
+  return brood__stream_name(L, &check_server(L)->u.stream, 0);
 }
 
 static int net_server_fileno(lua_State* L) {
-  uv_os_fd_t fd;
-  int err = uv_fileno((uv_handle_t*)&check_server(L)->u.stream, &fd);
-  if (err != 0) return brood__push_error(L, err);
-  lua_pushinteger(L, fd);
-  return 1;
+  return brood__stream_fileno(L, &check_server(L)->u.stream);
 }
 
 /* server:kind() -> "tcp" | "pipe" */
@@ -251,27 +147,20 @@ static int net_server_kind(lua_State* L) {
   return 1;
 }
 
-/* ----- connecting -------------------------------------------------------- */
+/* ----- connecting ------------------------------------------------------ */
 
-static void net_connect_cb(uv_connect_t* req, int status) {
-  brood_connect_t* c = (brood_connect_t*)req->data;
-  brood_loop_t* loop = c->loop;
-  if (!loop->torn_down) {
-    brood__call_status(loop, c->cb_ref, status);
-    brood__unref(loop->main, &c->cb_ref);
+/* [-1|0, +1|3] The end of a connect: the stream on top of the stack
+** (still connecting; cb(code|nil) later), or nil, msg, code with the
+** stream closed. */
+static int net_connecting(lua_State* L, brood_stream_t* s, brood_req_t* r,
+                          int err, int cb_idx) {
+  if (err != 0) {
+    brood__req_done(r, 0);
+    brood__handle_close(&s->h);
+    return brood__push_error(L, err);
   }
-  free(c);
-}
-
-/* [-0, +0] A new connect request on loop (its callback is set once the
-** request is queued), or raise. */
-static brood_connect_t* net_connect_req(lua_State* L, brood_loop_t* loop) {
-  brood_connect_t* c = (brood_connect_t*)malloc(sizeof(*c));
-  if (c == NULL) luaL_error(L, "brood: out of memory");
-  c->req.data = c;
-  c->loop = loop;
-  c->cb_ref = LUA_NOREF;
-  return c;
+  brood__req_refs(L, r, 0, cb_idx);  /* unref: brood__req_connect_cb */
+  return 1;
 }
 
 /* core.tcp_connect(loop, host, port, cb) -> stream | nil, msg, code.
@@ -287,23 +176,13 @@ static int net_tcp_connect(lua_State* L) {
   struct sockaddr_storage addr;
   int err = net_addr(host, port, &addr);
   if (err != 0) return brood__push_error(L, err);
-  brood_stream_t* s = brood__stream_new(L, 1);
-  err = uv_tcp_init(&loop->uv, &s->u.tcp);
-  if (err != 0) {
-    brood__handle_abort(L, &s->h);
-    return brood__push_error(L, err);
-  }
-  brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.tcp);
-  brood_connect_t* c = net_connect_req(L, loop);
-  err = uv_tcp_connect(&c->req, &s->u.tcp, (struct sockaddr*)&addr,
-                       net_connect_cb);
-  if (err != 0) {
-    free(c);
-    brood__handle_close(&s->h);
-    return brood__push_error(L, err);
-  }
-  brood__set_ref(L, 4, &c->cb_ref);  /* unref: net_connect_cb */
-  return 1;
+  brood_stream_t* s = brood__stream_init(L, 1, UV_TCP, &brood__stream_ops,
+                                         &err);
+  if (s == NULL) return brood__push_error(L, err);
+  brood_req_t* r = brood__req_check(L, loop);
+  err = uv_tcp_connect(&r->u.connect, &s->u.tcp, (struct sockaddr*)&addr,
+                       brood__req_connect_cb);
+  return net_connecting(L, s, r, err, 4);
 }
 
 /* core.pipe_connect(loop, path, cb) -> stream | nil, msg, code. As
@@ -315,31 +194,17 @@ static int net_pipe_connect(lua_State* L) {
   luaL_checktype(L, 3, LUA_TFUNCTION);
   if (strlen(path) > NET_PATH_MAX)
     return brood__push_error(L, UV_ENAMETOOLONG);
-  brood_stream_t* s = brood__stream_new(L, 1);
-  int err = uv_pipe_init(&loop->uv, &s->u.pipe, 0);
-  if (err != 0) {
-    brood__handle_abort(L, &s->h);
-    return brood__push_error(L, err);
-  }
-  brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.pipe);
-  brood_connect_t* c = net_connect_req(L, loop);
-  uv_pipe_connect(&c->req, &s->u.pipe, path, net_connect_cb);
-  brood__set_ref(L, 3, &c->cb_ref);  /* unref: net_connect_cb */
-  return 1;
+  int err;
+  brood_stream_t* s = brood__stream_init(L, 1, UV_NAMED_PIPE,
+                                         &brood__stream_ops, &err);
+  if (s == NULL) return brood__push_error(L, err);
+  brood_req_t* r = brood__req_check(L, loop);
+  uv_pipe_connect(&r->u.connect, &s->u.pipe, path, brood__req_connect_cb);
+  return net_connecting(L, s, r, 0, 3);
 }
 
-/* stream:getsockname() / stream:getpeername() for socket streams. */
-static int net_stream_getsockname(lua_State* L) {
-  return net_name(L, &brood__stream_check(L, 1)->u.stream, 0);
-}
-
-static int net_stream_getpeername(lua_State* L) {
-  return net_name(L, &brood__stream_check(L, 1)->u.stream, 1);
-}
-
-/* [-0, +0] Register the server class, the constructors into the table on
-** top of the stack, and the socket name methods into brood.stream's
-** method table (so stream.c stays about bytes). */
+/* [-0, +0] Register the server class and the constructors into the table
+** on top of the stack. */
 void brood__net_open(lua_State* L) {
   static const luaL_Reg server_methods[] = {
     {"bind", net_server_bind},
@@ -350,11 +215,6 @@ void brood__net_open(lua_State* L) {
     {"kind", net_server_kind},
     {NULL, NULL}
   };
-  static const luaL_Reg stream_methods[] = {
-    {"getsockname", net_stream_getsockname},
-    {"getpeername", net_stream_getpeername},
-    {NULL, NULL}
-  };
   static const luaL_Reg funcs[] = {
     {"tcp_server", net_tcp_server},
     {"pipe_server", net_pipe_server},
@@ -362,10 +222,6 @@ void brood__net_open(lua_State* L) {
     {"pipe_connect", net_pipe_connect},
     {NULL, NULL}
   };
-  brood__newclass(L, BROOD_SERVER_MT, server_methods, NULL);
-  luaL_getmetatable(L, BROOD_STREAM_MT);
-  lua_getfield(L, -1, "__index");
-  luaL_setfuncs(L, stream_methods, 0);
-  lua_pop(L, 2);
+  brood__handle_class(L, BROOD_SERVER_MT, server_methods);
   luaL_setfuncs(L, funcs, 0);
 }

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -21,55 +22,92 @@
 #define BROOD_CHANNEL_MT "brood.channel"
 #define BROOD_SERVER_MT  "brood.server"
 
-/* Bytes handed to libuv for each read; chunks are copied into Lua strings
-** at once, so one buffer per loop serves every stream. */
-#define BROOD_READ_BUFFER (64 * 1024)
-
 typedef struct brood_loop_s brood_loop_t;
 typedef struct brood_handle_s brood_handle_t;
+typedef struct brood_job_s brood_job_t;
 
-/* State of a handle: OPEN until close() or teardown starts uv_close,
-** CLOSING until libuv calls the close callback, which frees the block. */
-enum { BROOD_OPEN = 0, BROOD_CLOSING = 1 };
+/* ----- the ladder ---------------------------------------------------------
+** Each file calls only files below it (docs/architecture-c.md):
+**   codec.c                      (standalone)
+**   error.c < call.c < handle.c < loop.c < req.c           the runtime
+**   stream.c, launch.c, fd.c, system.c, signal.c, timer.c  mechanisms
+**   process.c, net.c, channel.c                            handle kinds
+**   core.c; host/main.c
+** A lower file that needs something done above it offers a hook: a job
+** (brood__loop_schedule), a handle type's ops, or a function pointer the
+** upper file sets when it opens. */
+
+/* A unit of work the loop runs before its next poll (loop.c). The owner
+** embeds it and sets run and data; eager jobs also run as a run starts,
+** before the timers due then. */
+struct brood_job_s {
+  void (*run)(brood_job_t* job);
+  void* data;
+  int eager;
+  int scheduled;           /* in the loop's queue (loop.c) */
+  uint64_t stamp;          /* the pass it was scheduled in (loop.c) */
+  brood_job_t* prev;
+  brood_job_t* next;
+};
 
 /* One loop: the default loop of the module or a private loop of a *_sync
-** call. Lua callbacks run on `L`, the thread that called loop:run(). */
+** call. Lua callbacks run on `L`, the thread that called loop:run(). It
+** holds only the loop's own state: the layers above reach it through jobs,
+** spin holds and handle counts. */
 struct brood_loop_s {
   uv_loop_t uv;
   lua_State* main;       /* main thread: registry work at any time */
   lua_State* L;          /* thread running the loop; NULL when not running */
   int msgh;              /* stack index of the message handler on L */
   int error_ref;         /* first error raised by a callback, or LUA_NOREF */
-  int tick_ref;          /* Lua function flushing the deferred queue */
   int closing;           /* loop:close() runs: no user callbacks any more */
   int torn_down;         /* lua_close runs: no Lua at all, free memory only */
   int handles;           /* open brood handles, for leak checks */
   int stop_requested;    /* stop() or an error: run() returns */
   uint64_t calls;        /* Lua callbacks run: progress, for spinning */
   uint64_t spin_ns;      /* current spin budget before blocking */
-  int spinners;          /* open IPC channels: spinning pays only for them */
-  uv_prepare_t tick_prepare;  /* runs deferred work right before polling */
-  uv_idle_t tick_idle;        /* keeps the poll from blocking meanwhile */
-  uv_prepare_t flush_prepare; /* writes the channels' queued frames */
+  int spin_holds;        /* brood__loop_spin_hold: spinning pays off */
+  brood_job_t* jobs_head;     /* scheduled jobs, oldest first */
+  brood_job_t* jobs_tail;
+  uint64_t job_pass;          /* passes over the jobs so far */
+  uv_prepare_t jobs_prepare;  /* runs the jobs right before polling */
+  brood_job_t tick;           /* the Lua tick: loop:set_tick, loop:tick */
+  int tick_ref;               /* Lua function flushing the deferred queue */
   uv_async_t interrupt_async; /* SIGINT under plain lua5.4 wakes the run */
-  void* flush_head;           /* channels with frames to write (channel.c) */
-  char read_buffer[BROOD_READ_BUFFER];
 };
+
+/* Lifetime of a handle block (handle.c). */
+typedef enum {
+  BROOD_NEW = 0,          /* allocated, zeroed; no uv handle: free() it */
+  BROOD_OPEN,             /* uv handle initialised; the userdata is pinned */
+  BROOD_CLOSE_DEFERRED,   /* closing, but pinned (a write sends its fd):
+                          ** uv_close waits for the last unpin */
+  BROOD_CLOSING,          /* uv_close called; the close callback comes */
+  BROOD_CLOSED            /* in the close callback: released, then freed */
+} brood_state_t;
+
+/* What one kind of handle adds to the common life cycle. */
+typedef struct {
+  const char* name;                     /* its metatable (BROOD_*_MT) */
+  void (*teardown)(brood_handle_t* h);  /* its loop goes away (loop:close(),
+                                        ** lua_close): act outside first */
+  void (*release)(brood_handle_t* h);   /* close callback: free its parts */
+} brood_handle_ops_t;
 
 /* The common head of every handle block. The Lua userdata is a box that
 ** holds a pointer to the malloc'd block (luv's scheme), so libuv memory
 ** never lives inside Lua memory and can outlive the userdata. */
 struct brood_handle_s {
   brood_loop_t* loop;
+  const brood_handle_ops_t* ops;
   uv_handle_t* uv;       /* the libuv handle embedded in the block */
   void** box;            /* the userdata's box; NULL once detached */
-  int state;             /* BROOD_OPEN or BROOD_CLOSING */
+  brood_state_t state;
   int self_ref;          /* pins the userdata while open (handle.c) */
   int cb_ref;            /* the handle's Lua callback, or LUA_NOREF */
   int close_ref;         /* callback for close(cb), or LUA_NOREF */
   int detached;          /* set by __gc at lua_close: no Lua in callbacks */
   int pins;              /* writes sending this handle's fd: close waits */
-  void (*release)(brood_handle_t* h);  /* type-specific cleanup, or NULL */
 };
 
 /* A byte stream: an OS pipe, a unix socket or a TCP socket (stream.c). */
@@ -82,77 +120,138 @@ typedef struct {
   } u;
 } brood_stream_t;
 
-/* From core.c: 1 inside the `brood` host. */
-extern int brood__host_mode;
-
-/* From loop.c */
-brood_loop_t* brood__check_loop(lua_State* L, int idx);
-int brood__call(brood_loop_t* loop, int nargs);
-void brood__loop_open(lua_State* L);
-
-/* From handle.c */
-void* brood__handle_new(lua_State* L, int loop_idx, size_t size,
-                        const char* mt);
-void brood__handle_abort(lua_State* L, brood_handle_t* h);
-void* brood__handle_check(lua_State* L, int idx, const char* mt);
-void brood__handle_opened(lua_State* L, brood_handle_t* h, uv_handle_t* uv);
-void brood__handle_close(brood_handle_t* h);
-void brood__handle_pin(brood_handle_t* h);
-void brood__handle_unpin(brood_handle_t* h);
-void brood__set_ref(lua_State* L, int idx, int* ref);
-void brood__unref(lua_State* L, int* ref);
-int brood__push_ref(brood_loop_t* loop, int ref);
-void brood__call_status(brood_loop_t* loop, int ref, int status);
-int brood__handle_gc(lua_State* L);
-int brood__handle_close_method(lua_State* L);
-int brood__handle_ref(lua_State* L);
-int brood__handle_unref(lua_State* L);
-int brood__handle_has_ref(lua_State* L);
-int brood__handle_is_closed(lua_State* L);
-int brood__handle_tostring(lua_State* L);
-
 /* From error.c: push nil, message, code name (and return 3). */
 int brood__push_error(lua_State* L, int uverr);
 const char* brood__err_name(int uverr);
 
-/* From timer.c, signal.c, stream.c, process.c, fd.c, system.c */
+/* From call.c: the loop argument, registry refs, and calls into Lua from
+** libuv callbacks. */
+typedef struct { brood_loop_t* loop; } brood_loop_box_t;
+brood_loop_t* brood__check_loop(lua_State* L, int idx);
+int brood__msghandler(lua_State* L);
+int brood__call(brood_loop_t* loop, int nargs);
+void brood__fail(brood_loop_t* loop, lua_State* L);
+void brood__set_ref(lua_State* L, int idx, int* ref);
+void brood__unref(lua_State* L, int* ref);
+int brood__push_ref(brood_loop_t* loop, int ref);
+void brood__call_status(brood_loop_t* loop, int ref, int status);
+
+/* From handle.c */
+void* brood__handle_new(lua_State* L, int loop_idx, size_t size,
+                        const brood_handle_ops_t* ops);
+void brood__handle_abort(lua_State* L, brood_handle_t* h);
+void* brood__handle_check(lua_State* L, int idx, const char* mt);
+void brood__handle_opened(lua_State* L, brood_handle_t* h, uv_handle_t* uv);
+void brood__handle_close(brood_handle_t* h);
+void brood__handle_teardown(brood_handle_t* h);
+void brood__handle_pin(brood_handle_t* h);
+void brood__handle_unpin(brood_handle_t* h);
+void brood__handle_class(lua_State* L, const char* name,
+                         const luaL_Reg* methods);
+
+/* From loop.c */
+extern int brood__host_mode;  /* 1 inside the `brood` host (set by it) */
+void brood__loop_open(lua_State* L);
+void brood__loop_schedule(brood_loop_t* loop, brood_job_t* job);
+void brood__loop_cancel(brood_loop_t* loop, brood_job_t* job);
+void brood__loop_spin_hold(brood_loop_t* loop, int delta);
+void brood__loop_set_spin(int64_t ceiling_us);
+/* Hooks of the SIGINT interrupt (plain lua5.4): process.c sets the
+** async-signal-safe cleanup, signal.c reports script watchers. */
+extern void (*brood__interrupt_cleanup)(void);
+void brood__interrupt_watch(int signum, int delta);
+
+/* A request in flight (req.c). The libuv request comes first, so its
+** callbacks cast back; an owner may extend the struct (channel.c). */
+typedef struct {
+  union {
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+    uv_connect_t connect;
+    uv_pipe_t junk;      /* a passed handle taken only to be closed */
+  } u;
+  brood_loop_t* loop;
+  int cb_ref;            /* the caller's callback, or LUA_NOREF */
+  int data_ref;          /* kept alive until done (a string being written,
+                         ** a handle being sent), or LUA_NOREF */
+  void* owner;           /* the owner's, if it needs one */
+} brood_req_t;
+
+/* From req.c */
+brood_req_t* brood__req_new(brood_loop_t* loop, size_t size);
+brood_req_t* brood__req_check(lua_State* L, brood_loop_t* loop);
+void brood__req_refs(lua_State* L, brood_req_t* r, int data_idx, int cb_idx);
+int brood__req_queued(lua_State* L, brood_req_t* r, int err, int data_idx,
+                      int cb_idx);
+void brood__req_done(brood_req_t* r, int status);
+void brood__req_write_cb(uv_write_t* req, int status);
+void brood__req_shutdown_cb(uv_shutdown_t* req, int status);
+void brood__req_connect_cb(uv_connect_t* req, int status);
+int brood__req_discard_pending(brood_loop_t* loop, uv_pipe_t* ipc);
+
+/* From stream.c */
+void brood__stream_open(lua_State* L);
+brood_stream_t* brood__stream_check(lua_State* L, int idx);
+brood_stream_t* brood__stream_init(lua_State* L, int loop_idx,
+                                   uv_handle_type type,
+                                   const brood_handle_ops_t* ops, int* err);
+int brood__stream_accept(lua_State* L, int loop_idx, uv_stream_t* from,
+                         uv_handle_type type, const brood_handle_ops_t* ops);
+int brood__stream_name(lua_State* L, uv_stream_t* stream, int peer);
+int brood__stream_fileno(lua_State* L, uv_stream_t* stream);
+extern const brood_handle_ops_t brood__stream_ops;
+
+/* From timer.c, signal.c, fd.c, system.c */
 void brood__timer_open(lua_State* L);
 void brood__signal_open(lua_State* L);
 int brood__signum(lua_State* L, int idx);
-/* From signal.c: called when the last watcher of a signal is gone. */
+/* From signal.c: called when the last watcher of a signal is gone (the
+** host sets it). */
 extern void (*brood__signal_released)(int signum);
-/* From signal.c: does a script's watcher handle signum now? */
-int brood__signal_watched(int signum);
-void brood__stream_open(lua_State* L);
-brood_stream_t* brood__stream_new(lua_State* L, int loop_idx);
-brood_stream_t* brood__stream_check(lua_State* L, int idx);
-void brood__process_open(lua_State* L);
-void brood__process_teardown(brood_loop_t* loop);
-void brood__process_kill_cleanup(void);
 void brood__fd_open(lua_State* L);
 void brood__system_open(lua_State* L);
+void brood__setup_process(void);
 /* From system.c: one process of the table under /proc. */
 typedef struct { int pid, ppid; char state; } brood_proc_t;
 /* Fill out with up to cap processes; *full set if more may exist.
 ** Async-signal-safe (syscalls only, buffers on the stack). */
 size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full);
+
+/* From launch.c: starting a program. All the child needs, prepared by
+** the parent: the child allocates nothing. */
+typedef struct {
+  char* const* candidates;  /* paths to try with execve, in order */
+  int ncandidates;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;          /* NULL: stay */
+  int* stdio;               /* source fd for child fd i (-1: /dev/null) */
+  int nstdio;
+  int need_null;            /* some stdio entry is -1 */
+  int errfd;                /* >= nstdio, close-on-exec */
+  int detached, group;
+  int set_uid, set_gid;
+  uid_t uid;
+  gid_t gid;
+  int death_signal;         /* PR_SET_PDEATHSIG, 0: none */
+  int cleanup_signal;       /* an option for process.c, read with the rest */
+  pid_t parent;
+  int max_fd;               /* for closing fds without close_range */
+} brood_launch_t;
+void brood__launch_options(lua_State* L, brood_launch_t* a);
+int brood__launch(brood_launch_t* a, pid_t* pid, int* step);
+const char* brood__launch_step_name(int step);
+
+/* From process.c */
+void brood__process_open(lua_State* L);
+void brood__process_kill_cleanup(void);
+void brood__process_set_pidfd(int allowed);
+int brood__process_pidfds(void);
+
+/* From codec.c (standalone), channel.c, net.c */
 void brood__codec_open(lua_State* L);
-
-/* From channel.c */
 void brood__channel_open(lua_State* L);
-void brood__channel_flush_pending(brood_loop_t* loop);
-
-/* From net.c */
 void brood__net_open(lua_State* L);
-/* From net.c: push a server adopting the listening handle pending on an
-** IPC pipe (handle passing); returns a libuv error or 0. */
-int brood__server_accept_from(lua_State* L, int loop_idx, uv_stream_t* ipc,
-                              uv_handle_type type);
-
-/* Register funcs into the table on top of the stack. */
-void brood__setfuncs(lua_State* L, const luaL_Reg* funcs);
-/* Create a metatable with methods in __index and the given metamethods. */
-void brood__newclass(lua_State* L, const char* name, const luaL_Reg* methods,
-                     const luaL_Reg* metamethods);
+extern const brood_handle_ops_t brood__server_ops;
 
 #endif

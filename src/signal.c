@@ -66,21 +66,25 @@ typedef struct {
 
 /* Watchers started, per signal. When the last watcher of a signal goes,
 ** libuv puts back SIG_DFL; the host (which sets this hook) reinstalls its
-** own handler for the signals it handles (cleanup children first). */
+** own handler for the signals it handles (cleanup children first), and
+** the loop's SIGINT interrupt hears of every change. */
 static int started[65];
 void (*brood__signal_released)(int signum) = NULL;
-
-int brood__signal_watched(int signum) {
-  return signum > 0 && signum < 65 && started[signum] > 0;
-}
 
 static void signal_forget(brood_signal_t* s) {
   int signum = s->signum;
   s->signum = 0;
-  if (signum > 0 && signum < 65 && --started[signum] == 0 &&
-      brood__signal_released != NULL)
+  if (signum <= 0 || signum >= 65) return;
+  started[signum]--;
+  brood__interrupt_watch(signum, -1);
+  if (started[signum] == 0 && brood__signal_released != NULL)
     brood__signal_released(signum);
 }
+
+static void signal_release(brood_handle_t* h);
+static const brood_handle_ops_t signal_ops = {
+  BROOD_SIGNAL_MT, NULL, signal_release
+};
 
 static void signal_release(brood_handle_t* h) {
   signal_forget((brood_signal_t*)h);
@@ -97,13 +101,12 @@ static void signal_cb(uv_signal_t* handle, int signum) {
 /* core.signal_new(loop) -> watcher */
 static int signal_new(lua_State* L) {
   brood_signal_t* s = (brood_signal_t*)brood__handle_new(
-      L, 1, sizeof(brood_signal_t), BROOD_SIGNAL_MT);
+      L, 1, sizeof(brood_signal_t), &signal_ops);
   int err = uv_signal_init(&s->h.loop->uv, &s->signal);
   if (err != 0) {
     brood__handle_abort(L, &s->h);
     return brood__push_error(L, err);
   }
-  s->h.release = signal_release;
   brood__handle_opened(L, &s->h, (uv_handle_t*)&s->signal);
   return 1;
 }
@@ -119,7 +122,10 @@ static int signal_start(lua_State* L) {
   if (err != 0) return brood__push_error(L, err);
   if (s->signum != signum) {  /* moved from another signal, maybe */
     signal_forget(s);
-    if (signum > 0 && signum < 65) started[signum]++;
+    if (signum > 0 && signum < 65) {
+      started[signum]++;
+      brood__interrupt_watch(signum, 1);
+    }
     s->signum = signum;
   }
   lua_pushboolean(L, 1);
@@ -131,7 +137,7 @@ void brood__signal_open(lua_State* L) {
     {"start", signal_start},
     {NULL, NULL}
   };
-  brood__newclass(L, BROOD_SIGNAL_MT, methods, NULL);
+  brood__handle_class(L, BROOD_SIGNAL_MT, methods);
   lua_pushcfunction(L, signal_new);
   lua_setfield(L, -2, "signal_new");
   lua_pushcfunction(L, signal_signum);

@@ -1,37 +1,60 @@
 /*
-** stream.c: byte streams over libuv (pipes now; sockets later share it).
-** Reads are copied into Lua strings at once from one buffer per loop;
+** stream.c: byte streams over libuv: pipes, unix and TCP sockets (made
+** and accepted here by type, for net.c and channel.c too).
+** Reads are copied into Lua strings at once from one shared buffer;
 ** writes keep their Lua string alive with a registry ref until libuv's
-** write callback, so no byte is copied (luv's data_ref scheme).
+** write callback, so no byte is copied (luv's data_ref scheme, req.c).
 */
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "private.h"
 
-typedef struct {
-  uv_write_t req;
-  brood_loop_t* loop;
-  int data_ref;   /* the string being written; unref: stream_write_cb */
-  int cb_ref;     /* the caller's callback or LUA_NOREF */
-} brood_write_t;
+const brood_handle_ops_t brood__stream_ops = {BROOD_STREAM_MT, NULL, NULL};
 
-typedef struct {
-  uv_shutdown_t req;
-  brood_loop_t* loop;
-  int cb_ref;
-} brood_shutdown_t;
+/* Bytes handed to libuv for each read. Chunks are copied into Lua strings
+** at once, so one buffer serves every stream of every loop. */
+#define READ_BUFFER (64 * 1024)
+static char read_buffer[READ_BUFFER];
 
 #define check_stream(L) \
   ((brood_stream_t*)brood__handle_check(L, 1, BROOD_STREAM_MT))
 
-/* [-0, +1] Push a new, not yet open stream box on the loop at loop_idx;
-** the caller initialises one member of the union, then calls
-** brood__handle_opened (or brood__handle_abort). net.c and channel.c
-** make their sockets and accepted handles with it. */
-brood_stream_t* brood__stream_new(lua_State* L, int loop_idx) {
-  return (brood_stream_t*)brood__handle_new(L, loop_idx, sizeof(brood_stream_t),
-                                            BROOD_STREAM_MT);
+/* [-0, +1] Push a new box of type ops (a stream, or net.c's server) on
+** the loop at loop_idx around a TCP socket or a pipe, by `type`; returns
+** the OPEN block, or NULL with *err set and a closed box pushed. The one
+** place that sets up a stream by type. */
+brood_stream_t* brood__stream_init(lua_State* L, int loop_idx,
+                                   uv_handle_type type,
+                                   const brood_handle_ops_t* ops, int* err) {
+  brood_stream_t* s = (brood_stream_t*)brood__handle_new(
+      L, loop_idx, sizeof(brood_stream_t), ops);
+  uv_loop_t* uv = &s->h.loop->uv;
+  *err = type == UV_TCP ? uv_tcp_init(uv, &s->u.tcp)
+         : type == UV_NAMED_PIPE ? uv_pipe_init(uv, &s->u.pipe, 0)
+         : UV_EINVAL;
+  if (*err != 0) {
+    brood__handle_abort(L, &s->h);
+    return NULL;
+  }
+  brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.stream);
+  return s;
+}
+
+/* [-0, +1] Push a new box of type ops whose handle accepts what is
+** pending on `from`: a connection on a listening socket, or a handle
+** passed over an IPC pipe (channel.c). Returns 0, or a libuv error with
+** a closed box pushed. */
+int brood__stream_accept(lua_State* L, int loop_idx, uv_stream_t* from,
+                         uv_handle_type type, const brood_handle_ops_t* ops) {
+  int err;
+  brood_stream_t* s = brood__stream_init(L, loop_idx, type, ops, &err);
+  if (s == NULL) return err;
+  err = uv_accept(from, &s->u.stream);
+  if (err != 0) brood__handle_close(&s->h);
+  return err;
 }
 
 /* The open stream at idx (raises if it is not one, or closed). */
@@ -44,29 +67,90 @@ brood_stream_t* brood__stream_check(lua_State* L, int idx) {
 static int stream_pipe_open(lua_State* L) {
   lua_Integer fd = luaL_checkinteger(L, 2);
   luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 2, "invalid fd");
-  brood_stream_t* s = brood__stream_new(L, 1);
-  int err = uv_pipe_init(&s->h.loop->uv, &s->u.pipe, 0);
-  if (err == 0) err = uv_pipe_open(&s->u.pipe, (uv_file)fd);
+  int err;
+  brood_stream_t* s = brood__stream_init(L, 1, UV_NAMED_PIPE,
+                                         &brood__stream_ops, &err);
+  if (s == NULL) return brood__push_error(L, err);
+  err = uv_pipe_open(&s->u.pipe, (uv_file)fd);
   if (err != 0) {
-    if (s->u.pipe.loop != NULL) {
-      /* initialised but not opened: it still needs uv_close */
-      brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.pipe);
-      brood__handle_close(&s->h);
-    } else {
-      brood__handle_abort(L, &s->h);
-    }
+    brood__handle_close(&s->h);  /* initialised: it still needs uv_close */
     return brood__push_error(L, err);
   }
-  brood__handle_opened(L, &s->h, (uv_handle_t*)&s->u.pipe);
   return 1;
+}
+
+/* [-0, +1] Push {address=, family="IPv4"|"IPv6", port=} for addr, or
+** push nothing and return the libuv error. */
+static int push_sockaddr(lua_State* L, const struct sockaddr* addr) {
+  char ip[INET6_ADDRSTRLEN];
+  int port, err;
+  const char* family;
+  if (addr->sa_family == AF_INET) {
+    const struct sockaddr_in* in = (const struct sockaddr_in*)addr;
+    err = uv_ip4_name(in, ip, sizeof(ip));
+    port = ntohs(in->sin_port);
+    family = "IPv4";
+  } else if (addr->sa_family == AF_INET6) {
+    const struct sockaddr_in6* in6 = (const struct sockaddr_in6*)addr;
+    err = uv_ip6_name(in6, ip, sizeof(ip));
+    port = ntohs(in6->sin6_port);
+    family = "IPv6";
+  } else {
+    return UV_EAFNOSUPPORT;
+  }
+  if (err != 0) return err;
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, ip);
+  lua_setfield(L, -2, "address");
+  lua_pushstring(L, family);
+  lua_setfield(L, -2, "family");
+  lua_pushinteger(L, port);
+  lua_setfield(L, -2, "port");
+  return 0;
+}
+
+/* [-0, +1|3] The local (peer = 0) or remote (peer = 1) name of a TCP or
+** unix socket: the address table for TCP, the path for a unix socket (""
+** when unbound). Returns the number of values pushed (nil, msg, code on
+** failure). For stream:getsockname() and net.c's servers. */
+int brood__stream_name(lua_State* L, uv_stream_t* stream, int peer) {
+  int err;
+  if (stream->type == UV_TCP) {
+    struct sockaddr_storage addr;
+    int len = (int)sizeof(addr);
+    uv_tcp_t* tcp = (uv_tcp_t*)stream;
+    err = peer ? uv_tcp_getpeername(tcp, (struct sockaddr*)&addr, &len)
+               : uv_tcp_getsockname(tcp, (struct sockaddr*)&addr, &len);
+    if (err == 0) err = push_sockaddr(L, (struct sockaddr*)&addr);
+  } else if (stream->type == UV_NAMED_PIPE) {
+    char path[sizeof(((struct sockaddr_un*)0)->sun_path) + 1];
+    size_t len = sizeof(path);
+    uv_pipe_t* pipe = (uv_pipe_t*)stream;
+    err = peer ? uv_pipe_getpeername(pipe, path, &len)
+               : uv_pipe_getsockname(pipe, path, &len);
+    if (err == 0) lua_pushlstring(L, path, len);
+  } else {
+    err = UV_EINVAL;
+  }
+  if (err != 0) return brood__push_error(L, err);
+  return 1;
+}
+
+/* stream:getsockname() / stream:getpeername() for socket streams. */
+static int stream_getsockname(lua_State* L) {
+  return brood__stream_name(L, &check_stream(L)->u.stream, 0);
+}
+
+static int stream_getpeername(lua_State* L) {
+  return brood__stream_name(L, &check_stream(L)->u.stream, 1);
 }
 
 static void stream_alloc_cb(uv_handle_t* handle, size_t suggested,
                             uv_buf_t* buf) {
-  brood_stream_t* s = (brood_stream_t*)handle->data;
+  (void)handle;
   (void)suggested;
-  buf->base = s->h.loop->read_buffer;
-  buf->len = sizeof(s->h.loop->read_buffer);
+  buf->base = read_buffer;
+  buf->len = sizeof(read_buffer);
 }
 
 /* cb(chunk) for data, cb(nil) at EOF, cb(nil, code) on error; reading
@@ -107,17 +191,6 @@ static int stream_read_stop(lua_State* L) {
   return 0;
 }
 
-static void stream_write_cb(uv_write_t* req, int status) {
-  brood_write_t* w = (brood_write_t*)req->data;
-  brood_loop_t* loop = w->loop;
-  if (!loop->torn_down) {
-    brood__call_status(loop, w->cb_ref, status);
-    brood__unref(loop->main, &w->cb_ref);
-    brood__unref(loop->main, &w->data_ref);
-  }
-  free(w);
-}
-
 /* stream:write(data[, cb]) -> true | nil, msg, code. cb(code|nil) runs
 ** once the bytes are handed to the kernel (or failed). */
 static int stream_write(lua_State* L) {
@@ -125,26 +198,14 @@ static int stream_write(lua_State* L) {
   size_t len;
   const char* data = luaL_checklstring(L, 2, &len);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TFUNCTION);
-  brood_write_t* w = (brood_write_t*)malloc(sizeof(*w));
-  if (w == NULL) return luaL_error(L, "brood: out of memory");
-  w->loop = s->h.loop;
-  w->req.data = w;
-  w->data_ref = w->cb_ref = LUA_NOREF;
+  brood_req_t* r = brood__req_check(L, s->h.loop);
   /* not uv_buf_init, whose unsigned int length would cut 4 GiB or more
   ** (uv_buf_t.len is a size_t on Unix) */
   uv_buf_t buf;
   buf.base = (char*)data;
   buf.len = len;
-  int err = uv_write(&w->req, &s->u.stream, &buf, 1, stream_write_cb);
-  if (err != 0) {
-    free(w);
-    return brood__push_error(L, err);
-  }
-  /* The request is queued: only now take the refs it releases. */
-  brood__set_ref(L, 2, &w->data_ref);
-  brood__set_ref(L, 3, &w->cb_ref);
-  lua_pushboolean(L, 1);
-  return 1;
+  int err = uv_write(&r->u.write, &s->u.stream, &buf, 1, brood__req_write_cb);
+  return brood__req_queued(L, r, err, 2, 3);  /* the string lives until cb */
 }
 
 static int stream_write_queue_size(lua_State* L) {
@@ -154,41 +215,27 @@ static int stream_write_queue_size(lua_State* L) {
   return 1;
 }
 
-static void stream_shutdown_cb(uv_shutdown_t* req, int status) {
-  brood_shutdown_t* sd = (brood_shutdown_t*)req->data;
-  brood_loop_t* loop = sd->loop;
-  if (!loop->torn_down) {
-    brood__call_status(loop, sd->cb_ref, status);
-    brood__unref(loop->main, &sd->cb_ref);
-  }
-  free(sd);
-}
-
 /* stream:shutdown([cb]) -> true | nil, msg, code: EOF after queued writes */
 static int stream_shutdown(lua_State* L) {
   brood_stream_t* s = check_stream(L);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
-  brood_shutdown_t* sd = (brood_shutdown_t*)malloc(sizeof(*sd));
-  if (sd == NULL) return luaL_error(L, "brood: out of memory");
-  sd->loop = s->h.loop;
-  sd->req.data = sd;
-  sd->cb_ref = LUA_NOREF;
-  int err = uv_shutdown(&sd->req, &s->u.stream, stream_shutdown_cb);
-  if (err != 0) {
-    free(sd);
-    return brood__push_error(L, err);
-  }
-  brood__set_ref(L, 2, &sd->cb_ref);
-  lua_pushboolean(L, 1);
+  brood_req_t* r = brood__req_check(L, s->h.loop);
+  int err = uv_shutdown(&r->u.shutdown, &s->u.stream, brood__req_shutdown_cb);
+  return brood__req_queued(L, r, err, 0, 2);
+}
+
+/* [-0, +1|3] The fd of a stream (or of net.c's server): fd | nil, msg,
+** code. */
+int brood__stream_fileno(lua_State* L, uv_stream_t* stream) {
+  uv_os_fd_t fd;
+  int err = uv_fileno((uv_handle_t*)stream, &fd);
+  if (err != 0) return brood__push_error(L, err);
+  lua_pushinteger(L, fd);
   return 1;
 }
 
 static int stream_fileno(lua_State* L) {
-  uv_os_fd_t fd;
-  int err = uv_fileno((uv_handle_t*)&check_stream(L)->u.stream, &fd);
-  if (err != 0) return brood__push_error(L, err);
-  lua_pushinteger(L, fd);
-  return 1;
+  return brood__stream_fileno(L, &check_stream(L)->u.stream);
 }
 
 void brood__stream_open(lua_State* L) {
@@ -199,9 +246,11 @@ void brood__stream_open(lua_State* L) {
     {"write_queue_size", stream_write_queue_size},
     {"shutdown", stream_shutdown},
     {"fileno", stream_fileno},
+    {"getsockname", stream_getsockname},
+    {"getpeername", stream_getpeername},
     {NULL, NULL}
   };
-  brood__newclass(L, BROOD_STREAM_MT, methods, NULL);
+  brood__handle_class(L, BROOD_STREAM_MT, methods);
   lua_pushcfunction(L, stream_pipe_open);
   lua_setfield(L, -2, "pipe_open");
 }

@@ -60,25 +60,25 @@ static int system_cpu_count(lua_State* L) {
   return 1;
 }
 
-static int system_exepath(lua_State* L) {
+/* [-0, +1|3] The path libuv's `get` fills in | nil, msg, code. */
+static int push_path(lua_State* L, int (*get)(char* buf, size_t* len)) {
   char buf[4096];
   size_t len = sizeof(buf);
-  int err = uv_exepath(buf, &len);
+  int err = get(buf, &len);
   if (err != 0) return brood__push_error(L, err);
   lua_pushlstring(L, buf, len);
   return 1;
+}
+
+static int system_exepath(lua_State* L) {
+  return push_path(L, uv_exepath);
 }
 
 /* core.cwd() -> the working directory | nil, msg, code: fork makes the
 ** host's path absolute with it, so that a child's own cwd cannot break
 ** it. */
 static int system_cwd(lua_State* L) {
-  char buf[4096];
-  size_t len = sizeof(buf);
-  int err = uv_cwd(buf, &len);
-  if (err != 0) return brood__push_error(L, err);
-  lua_pushlstring(L, buf, len);
-  return 1;
+  return push_path(L, uv_cwd);
 }
 
 /* ----- the process table, async-signal-safe ----------------------------
@@ -227,6 +227,28 @@ static int system_zombies(lua_State* L) {
   }
   free(all);
   return 1;
+}
+
+/* The process-wide settings brood relies on; idempotent. Call it before
+** the default loop is first used (its fds must not take 0-2):
+** - SIGPIPE ignored: a write to a gone reader gives EPIPE rather than
+**   killing the script (children get the default back, launch.c);
+** - SIGCHLD not ignored: inherited as ignored, it would make the kernel
+**   reap our children before we can read their status;
+** - fds 0, 1 and 2 open: a process started with one closed would hand
+**   that number to a loop's own fds, which libuv refuses to close later
+**   (an abort); the gaps get /dev/null, as Node.js does. */
+void brood__setup_process(void) {
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  if (sigaction(SIGCHLD, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+    signal(SIGCHLD, SIG_DFL);
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int null_fd = open("/dev/null", O_RDWR);
+      if (null_fd >= 0 && null_fd != fd) close(null_fd);
+    }
+  }
 }
 
 void brood__system_open(lua_State* L) {

@@ -9,6 +9,8 @@ typedef struct {
   uv_timer_t timer;
 } brood_timer_t;
 
+static const brood_handle_ops_t timer_ops = {BROOD_TIMER_MT, NULL, NULL};
+
 static void timer_cb(uv_timer_t* timer) {
   brood_timer_t* t = (brood_timer_t*)timer->data;
   if (brood__push_ref(t->h.loop, t->h.cb_ref)) brood__call(t->h.loop, 0);
@@ -17,7 +19,7 @@ static void timer_cb(uv_timer_t* timer) {
 /* core.timer_new(loop) -> timer */
 static int timer_new(lua_State* L) {
   brood_timer_t* t = (brood_timer_t*)brood__handle_new(
-      L, 1, sizeof(brood_timer_t), BROOD_TIMER_MT);
+      L, 1, sizeof(brood_timer_t), &timer_ops);
   uv_timer_init(&t->h.loop->uv, &t->timer);  /* cannot fail */
   brood__handle_opened(L, &t->h, (uv_handle_t*)&t->timer);
   return 1;
@@ -52,7 +54,7 @@ void brood__timer_open(lua_State* L) {
     {"stop", timer_stop},
     {NULL, NULL}
   };
-  brood__newclass(L, BROOD_TIMER_MT, methods, NULL);
+  brood__handle_class(L, BROOD_TIMER_MT, methods);
   lua_pushcfunction(L, timer_new);
   lua_setfield(L, -2, "timer_new");
 }

@@ -1,7 +1,8 @@
 --- The IPC channel's Lua side (DESIGN §6): send, recv, "message",
--- disconnect, "disconnect", backpressure. The same methods serve a forked
--- child in the parent (`child:send`) and `brood.parent` in the child; the
--- events are emitted on that owner.
+-- disconnect, "disconnect", backpressure. A Channel belongs to an owner
+-- (a forked child in the parent, `brood.parent` in the child) and emits
+-- its events on that owner; classes that own one take the delegating
+-- methods from `extend`.
 --
 -- A message goes, in order of preference, to a pending recv(), to the
 -- "message" listeners, or into a queue that recv() and the first
@@ -9,14 +10,16 @@
 -- the loop alive only while a "message" listener or a recv() waits.
 -- @module brood.channel
 local loop = require "brood.loop"
+local tasks = require "brood.tasks"
 local stream = require "brood.stream"
+local queue = require "brood.queue"
 local Error = require "brood.error"
 local check = require "brood.check"
 
 local M = {}
 
-local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
-local pack, unpack, select = table.pack, table.unpack, select
+local defer, await, must_wait = loop.defer, tasks.await, tasks.must_wait
+local pack, unpack = table.pack, table.unpack
 
 M.DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 M.HIGH_WATER_MARK = 1024 * 1024
@@ -41,162 +44,158 @@ local SEND_OPTIONS = {keep_open = "boolean"}
 
 -- Frame kinds for handles (docs/wire-format.md).
 local KIND = {server = 1, tcp = 2, pipe = 3}
+M.KIND = KIND
 
-local net_module
-local function net()
-  net_module = net_module or require("brood.net")
-  return net_module
-end
+local Channel = {__name = "brood.Channel"}
+Channel.__index = Channel
+M.Channel = Channel
 
--- The frame kind and core handle of something given to send(): a
--- brood.net server, or a stream (TCP socket, unix socket or pipe).
-local function handle_kind(handle)
-  if type(handle) ~= "table" then return nil end
-  local mt = getmetatable(handle)
-  if mt == net().Server then
-    if handle._h == nil then return nil end  -- not listening
-    return KIND.server, handle._h
-  end
-  if mt ~= stream.Stream or handle.closed then return nil end
-  local h = handle._h
-  local name = h.getsockname and h:getsockname()
-  return type(name) == "table" and KIND.tcp or KIND.pipe, h
-end
-
--- What a received handle becomes: a server, or a socket (a duplex Stream).
-local function adopt(h, kind)
-  if h == nil then return nil end
-  if kind == KIND.server then return net().adopt_server(h) end
-  return net().adopt_socket(h)
-end
-
--- ----- the mixin ------------------------------------------------------------
-
-local Mixin = {}
-
---- Give `owner` (an emitter) a channel over the core channel `ch`.
--- on_closed() runs once the channel is closed (child "close" waits for it).
-function M.attach(owner, ch, on_closed)
+--- A channel over the core channel `ch`, emitting on `owner` (an
+-- emitter). `handles` converts what crosses it: `server_handle(v)` is
+-- the core handle of a listening server given to send (or nil), and
+-- `adopt(h, is_server)` makes a received core handle a server or socket
+-- (brood.net's, supplied by the owner's module: the channel knows no
+-- network class). `on_closed()` runs once the channel has closed.
+function M.new(owner, ch, handles, on_closed)
+  local self = setmetatable({
+    connected = true,
+    _ch = ch, _owner = owner, _handles = handles, _on_closed = on_closed,
+    _queue = queue.new(),    -- messages nobody took yet: {msg, handle}
+    _waiters = queue.new(),  -- pending recv() callers
+    _holds = 0,              -- listeners and recv()s keeping the loop
+    _listeners = 0,          -- "message" listeners
+    _keep_alive = nil,       -- ref(): true, unref(): false, else nil
+  }, Channel)
   owner.connected = true
-  owner._ch = ch
-  owner._ch_queue, owner._ch_qhead, owner._ch_qtail = {}, 1, 0
-  owner._ch_waiters = {}
-  owner._ch_refs = 0
-  owner._ch_listeners = 0  -- "message" listeners
-  owner._ch_on_closed = on_closed
-  for k, v in pairs(Mixin) do owner[k] = v end
-  -- ref()/unref() also decide for the channel: kept alive (or not)
-  -- whatever listens. A child's own ref/unref (process, stdio) still run.
-  local own_ref, own_unref = owner.ref, owner.unref
-  owner.ref = function(self)
-    if own_ref then own_ref(self) end
-    self._ch_forced = true
-    self:_ch_ref(0)
-    return self
-  end
-  owner.unref = function(self)
-    if own_unref then own_unref(self) end
-    self._ch_forced = false
-    self:_ch_ref(0)
-    return self
-  end
   ch:unref()
   ch:on_drain(function() owner:emit("drain") end)
   -- core calls back (msg) for a message, (msg, handle, kind) for one with
   -- a handle, (nil, code, text) when the channel failed or ended
   ch:read_start(function(msg, a, b)
-    if a == nil and owner._ch_listeners > 0 and #owner._ch_waiters == 0 and
-       owner._ch_qhead > owner._ch_qtail then
+    if a == nil and self._listeners > 0 and self._waiters.length == 0 and
+       self._queue.length == 0 then
       return owner:emit("message", msg)  -- the common case, straight
     end
-    owner:_ch_frame(msg, a, b)
+    self:_on_frame(msg, a, b)
   end)
-  local hook = owner._on_listen
-  owner._on_listen = function(self, event)
-    if hook then hook(self, event) end
-    if event == "message" then
-      self._ch_listeners = self._ch_listeners + 1
-      self:_ch_ref(1)
-      if self._ch_qhead <= self._ch_qtail then defer(self._ch_flush, self) end
-    end
-  end
-  local unhook = owner._on_unlisten
-  owner._on_unlisten = function(self, event)
-    if unhook then unhook(self, event) end
-    if event == "message" then
-      self._ch_listeners = self._ch_listeners - 1
-      self:_ch_ref(-1)
-    end
-  end
-  return owner
+  return self
 end
 
 -- Keep the loop alive while someone listens or waits, unless ref() or
 -- unref() said otherwise.
-function Mixin:_ch_ref(delta)
-  self._ch_refs = self._ch_refs + delta
+function Channel:_hold(delta)
+  self._holds = self._holds + delta
   local ch = self._ch
   if ch == nil or ch:is_closed() then return end
-  local want = self._ch_forced
-  if want == nil then want = self._ch_refs > 0 end
+  local want = self._keep_alive
+  if want == nil then want = self._holds > 0 end
   if want then ch:ref() else ch:unref() end
 end
 
-function Mixin:_ch_frame(msg, a, b)
-  if type(a) == "string" then return self:_ch_failed(a, b) end
-  if a ~= nil then a = adopt(a, b) end
-  local waiters = self._ch_waiters
-  if #waiters > 0 then
-    table.remove(waiters, 1)(msg, a)
-  elseif self:listener_count("message") > 0 and
-         self._ch_qhead > self._ch_qtail then  -- nothing queued before it
-    self:emit("message", msg, a)
+--- The owner's ref() (true) or unref() (false): decides for the channel
+-- whatever listens.
+function Channel:keep_alive(on)
+  self._keep_alive = on
+  self:_hold(0)
+end
+
+--- A "message" listener was added (+1) or removed (-1) on the owner.
+function Channel:listening(delta)
+  self._listeners = self._listeners + delta
+  self:_hold(delta)
+  if delta > 0 and self._queue.length > 0 then defer(self._flush, self) end
+end
+
+--- Bytes queued for writing.
+function Channel:queued()
+  return self._ch and self._ch:queued() or 0
+end
+
+function Channel:_on_frame(msg, a, b)
+  if type(a) == "string" then return self:_failed(a, b) end
+  if a ~= nil then a = self._handles.adopt(a, b == KIND.server) end
+  if self._waiters.length > 0 then
+    self._waiters:shift()(msg, a)
+  elseif self._owner:listener_count("message") > 0 and
+         self._queue.length == 0 then  -- nothing queued before it
+    self._owner:emit("message", msg, a)
   else
-    local t = self._ch_qtail + 1
-    self._ch_qtail = t
-    self._ch_queue[t] = pack(msg, a)
+    self._queue:push(pack(msg, a))
   end
 end
 
 -- Deliver queued messages to the "message" listeners.
-function Mixin:_ch_flush()
-  while self._ch_qhead <= self._ch_qtail and
-        self:listener_count("message") > 0 do
-    local h = self._ch_qhead
-    local m = self._ch_queue[h]
-    self._ch_queue[h] = nil
-    self._ch_qhead = h + 1
-    self:emit("message", m[1], m[2])
+function Channel:_flush()
+  local owner = self._owner
+  while self._queue.length > 0 and owner:listener_count("message") > 0 do
+    local m = self._queue:shift()
+    owner:emit("message", m[1], m[2])
   end
 end
 
 -- EOF, or a peer that broke the protocol: close and tell. A peer that
 -- went away with messages of ours unread (ECONNRESET) closed it, too.
-function Mixin:_ch_failed(code, message)
+function Channel:_failed(code, message)
+  local owner = self._owner
   if code ~= "EOF" and code ~= "ECONNRESET" then
     local err = Error.new({message = "IPC channel: " .. tostring(message),
                            code = code})
-    self.channel_error = err
+    owner.channel_error = err
     -- A bad peer must not take the host down: only listeners hear of it.
-    if self:listener_count("error") > 0 then self:emit("error", err) end
+    if owner:listener_count("error") > 0 then owner:emit("error", err) end
   end
-  self:_ch_close()
+  self:_close()
 end
 
-function Mixin:_ch_close()
+function Channel:_set_connected(on)
+  self.connected, self._owner.connected = on, on
+end
+
+function Channel:_close()
   local ch = self._ch
   if ch == nil then return end
-  self.connected = false
+  self:_set_connected(false)
   self._ch = nil
   if not ch:is_closed() then ch:close() end
-  local waiters = self._ch_waiters
-  self._ch_waiters = {}
+  local waiters = self._waiters:take_all()
   local err = closed_error()
   for i = 1, #waiters do waiters[i](nil, err, err.code) end
   defer(function()
-    self:emit("disconnect")
-    if self._ch_on_closed then self._ch_on_closed() end
+    self._owner:emit("disconnect")
+    if self._on_closed then self._on_closed() end
   end)
+end
+
+-- A failure to tell: to cb if given, else as the owner's "error" event.
+local function report(self, err, cb)
+  if cb then defer(cb, err)
+  else defer(function() self._owner:emit("error", err) end) end
+  return false
+end
+
+-- The frame kind and core handle of something given to send(): a
+-- brood.net server, or a stream (TCP socket, unix socket or pipe).
+local function handle_kind(self, handle)
+  local server = self._handles.server_handle(handle)
+  if server then return KIND.server, server end
+  if not stream.is_stream(handle) or handle.closed then return nil end
+  local h = handle._h
+  local name = h.getsockname and h:getsockname()
+  return type(name) == "table" and KIND.tcp or KIND.pipe, h
+end
+
+-- cb for the core: the user's cb gets a brood.Error; a socket or pipe
+-- sent without keep_open closes on our side once on its way (Node).
+local function sent_callback(handle, kind, opts, user_cb)
+  if handle ~= nil and kind ~= KIND.server and
+     not (opts and opts.keep_open) then
+    return function(code)
+      if not handle.closed then handle:destroy() end
+      if user_cb then user_cb(send_status(code)) end
+    end
+  end
+  if user_cb then return function(code) user_cb(send_status(code)) end end
+  return nil
 end
 
 --- Send msg (and a handle: a brood.net server or socket, or a pipe
@@ -204,94 +203,63 @@ end
 -- mark, false above it (the message is still queued; "drain" follows).
 -- cb(err) once the message is written. After disconnect: false, and
 -- ERR_IPC_CHANNEL_CLOSED to cb or else an "error" event, once.
-function Mixin:send(msg, handle, opts, cb)
+function Channel:send(msg, handle, opts, cb)
   if handle == nil and opts == nil and cb == nil and self.connected then
     local queued, full, code = self._ch:send(msg)  -- the common case
     if queued ~= nil then return not full end
-    local err = Error.new({message = full, code = code})
-    defer(function() self:emit("error", err) end)
-    return false
+    return report(self, Error.new({message = full, code = code}))
   end
   if cb == nil and opts == nil and type(handle) == "function" then
     handle, cb = nil, handle
   elseif cb == nil and type(opts) == "function" then
     opts, cb = nil, opts
   end
-  if cb ~= nil and type(cb) ~= "function" then
-    error(("bad argument #4 to 'send' (function expected, got %s)")
-          :format(type(cb)), 2)
-  end
-  if opts ~= nil then
-    local ok, e = pcall(check.options, "send", 3, opts, SEND_OPTIONS)
-    if not ok then error((e:gsub("^.-:%d+: ", "")), 2) end  -- at the caller
-  end
-  local ch = self._ch
-  if ch == nil or not self.connected then
-    local err = closed_error()
-    if cb then defer(cb, err)
-    else defer(function() self:emit("error", err) end) end
-    return false
+  check.func("send", 4, cb, true)
+  if opts ~= nil then check.options("send", 3, opts, SEND_OPTIONS) end
+  if self._ch == nil or not self.connected then
+    return report(self, closed_error(), cb)
   end
   local kind, h = 0, nil
   if handle ~= nil then
-    kind, h = handle_kind(handle)
+    kind, h = handle_kind(self, handle)
     if kind == nil then
-      error("bad argument #2 to 'send' (a brood.net server or socket, or " ..
-            "a pipe stream expected)", 2)
+      check.fail("send", 2, "a brood.net server or socket, or a pipe " ..
+                 "stream expected")
     end
   end
-  local user_cb = cb
-  local close_after = handle ~= nil and kind ~= KIND.server and
-                      not (opts and opts.keep_open)
-  if close_after then
-    -- the sender's copy closes once the handle is on its way (Node)
-    cb = function(code)
-      if not handle.closed then handle:destroy() end
-      if user_cb then user_cb(send_status(code)) end
-    end
-  elseif cb ~= nil then
-    cb = function(code) user_cb(send_status(code)) end
-  end
-  local queued, full, code = ch:send(msg, kind, h, cb)
-  if queued == nil then  -- not queued: cb was not taken
-    local err = Error.new({message = full, code = code})
-    if user_cb then defer(user_cb, err)
-    else defer(function() self:emit("error", err) end) end
-    return false
+  local queued, full, code = self._ch:send(msg, kind, h,
+                                           sent_callback(handle, kind, opts,
+                                                         cb))
+  if queued == nil then  -- not queued: the callback was not taken
+    return report(self, Error.new({message = full, code = code}), cb)
   end
   return not full
 end
 
 --- Next message (a waiting operation): msg, handle; or nil, err, code
 -- once the channel has closed.
-function Mixin:recv()
+function Channel:recv()
   -- first, so that it raises in a plain callback every time, and before
   -- it takes anything (a queued message, a keep-alive reference)
-  must_wait(1)
-  local h = self._ch_qhead
-  if h <= self._ch_qtail then
-    local m = self._ch_queue[h]
-    self._ch_queue[h] = nil
-    self._ch_qhead = h + 1
+  must_wait()
+  if self._queue.length > 0 then
+    local m = self._queue:shift()
     return m[1], m[2]
   end
   if self._ch == nil then
     local err = closed_error()
     return nil, err, err.code
   end
-  self:_ch_ref(1)
+  self:_hold(1)
   local waiter
   local r = pack(pcall(await, function(done)
     waiter = done
-    self._ch_waiters[#self._ch_waiters + 1] = done
+    self._waiters:push(done)
   end))
-  self:_ch_ref(-1)
+  self:_hold(-1)
   if not r[1] then
     -- the wait was cancelled: the next message must not go to it
-    local waiters = self._ch_waiters
-    for i = #waiters, 1, -1 do
-      if waiters[i] == waiter then table.remove(waiters, i) end
-    end
+    self._waiters:remove(waiter)
     error(r[2], 0)
   end
   return unpack(r, 2, r.n)
@@ -299,14 +267,52 @@ end
 
 --- Close the channel once everything sent so far is written; raises if
 -- it is closed already. "disconnect" follows, asynchronously.
-function Mixin:disconnect()
+function Channel:disconnect()
   local ch = self._ch
   if ch == nil or not self.connected then
-    error("brood: disconnect: the IPC channel is already closed", 2)
+    check.raise("brood: disconnect: the IPC channel is already closed")
   end
-  self.connected = false
-  ch:disconnect(function() self:_ch_close() end)
+  self:_set_connected(false)
+  ch:disconnect(function() self:_close() end)
 end
 
-M.KIND = KIND
+-- ----- owners ---------------------------------------------------------------
+
+local function no_channel()
+  check.raise("brood: no IPC channel (fork the child, or give spawn an " ..
+              "'ipc' stdio entry)")
+end
+
+--- Give `class` (an emitter class whose objects hold their Channel in
+-- `_channel`) send, recv and disconnect, and count its "message"
+-- listeners for the channel. `send` is a plain delegation: it is hot.
+function M.extend(class)
+  function class:send(msg, handle, opts, cb)
+    local channel = self._channel
+    if channel == nil then no_channel() end
+    return channel:send(msg, handle, opts, cb)
+  end
+  function class:recv()
+    local channel = self._channel
+    if channel == nil then no_channel() end
+    return channel:recv()
+  end
+  function class:disconnect()
+    local channel = self._channel
+    if channel == nil then no_channel() end
+    return channel:disconnect()
+  end
+  function class:_on_listen(event)
+    if event == "message" and self._channel then
+      self._channel:listening(1)
+    end
+  end
+  function class:_on_unlisten(event)
+    if event == "message" and self._channel then
+      self._channel:listening(-1)
+    end
+  end
+  return class
+end
+
 return M

@@ -1,22 +1,55 @@
 --- Argument checks: caller mistakes raise at once, naming the function and
 -- the argument (DESIGN §2), in the wording of Lua's own luaL_argerror.
+--
+-- Every check raises at the script's line: the first caller on the stack
+-- that is not one of brood's own modules. So a check may sit at any depth
+-- inside brood (spawn's option checks serve exec, fork and the sync
+-- variants) and no function counts levels; nothing catches an error to
+-- raise it again, so other errors keep their own traceback.
 -- @module brood.check
+local core = require "brood.core"
+
 local M = {}
 
 local type, math_type, floor, huge = type, math.type, math.floor, math.huge
-local format = string.format
+local format, getinfo, getmetatable = string.format, debug.getinfo,
+  getmetatable
 
-local function fail(fname, n, msg, level)
-  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 2) + 1)
+-- The chunk name prefix of brood's modules: this file's directory.
+local HOME = debug.getinfo(1, "S").source:match("^(@.*[/\\])check%.lua$")
+
+local function is_brood(source)
+  if HOME == nil then  -- loaded from a string: name them by their form
+    return source:find("brood[/\\][%w_]+%.lua$") ~= nil
+  end
+  return source:sub(1, #HOME) == HOME
 end
-M.fail = fail
+
+--- Raise `msg` at the script's line (the first caller outside brood).
+-- Only on the error path: walking the stack costs nothing otherwise.
+function M.raise(msg)
+  local level = 2  -- raise's caller, as error() counts (1: raise itself)
+  while true do
+    local info = getinfo(level, "S")
+    if info == nil or not is_brood(info.source) then break end
+    level = level + 1
+  end
+  error(msg, level)
+end
+local raise = M.raise
+
+--- "bad argument #n to 'fname' (msg)", raised at the script's line.
+function M.fail(fname, n, msg)
+  raise(format("bad argument #%d to '%s' (%s)", n, fname, msg))
+end
+local fail = M.fail
 
 --- v must be of Lua type `tname` (or nil when optional).
 function M.arg(fname, n, v, tname, optional)
   if v == nil and optional then return v end
   if type(v) ~= tname then
     fail(fname, n, format("%s expected, got %s", tname,
-                          v == nil and "no value" or type(v)), 2)
+                          v == nil and "no value" or type(v)))
   end
   return v
 end
@@ -25,10 +58,10 @@ end
 function M.cstring(fname, n, v, what)
   if type(v) == "number" then v = tostring(v) end
   if type(v) ~= "string" then
-    fail(fname, n, format("%s must be a string, got %s", what, type(v)), 2)
+    fail(fname, n, format("%s must be a string, got %s", what, type(v)))
   end
   if v:find("\0", 1, true) then
-    fail(fname, n, format("%s must not contain NUL bytes", what), 2)
+    fail(fname, n, format("%s must not contain NUL bytes", what))
   end
   return v
 end
@@ -39,14 +72,40 @@ function M.count(fname, n, v, what, allow_huge)
   if v == nil then return nil end
   if type(v) ~= "number" then
     fail(fname, n, format("option '%s' must be a number, got %s", what,
-                          type(v)), 2)
+                          type(v)))
   end
   if allow_huge and v == huge then return v end
   if v ~= v or v < 0 or v == huge or floor(v) ~= v then
     fail(fname, n, format("option '%s' must be a whole number >= 0, got %s",
-                          what, tostring(v)), 2)
+                          what, tostring(v)))
   end
   return math_type(v) == "float" and floor(v) or v
+end
+
+--- A duration in milliseconds: a finite number >= 0.
+function M.ms(fname, n, v)
+  if type(v) ~= "number" then
+    fail(fname, n, format("number expected, got %s",
+                          v == nil and "no value" or type(v)))
+  end
+  if v ~= v or v < 0 or v == huge then
+    fail(fname, n, format("milliseconds >= 0 expected, got %s", tostring(v)))
+  end
+  return v
+end
+
+--- A signal name or number, as its number.
+function M.signal(fname, n, sig)
+  local t = type(sig)
+  if t ~= "string" and t ~= "number" then
+    fail(fname, n, format("signal name or number expected, got %s",
+                          sig == nil and "no value" or t))
+  end
+  local ok, num = pcall(core.signum, sig)
+  if not ok then
+    fail(fname, n, format("unknown signal '%s'", tostring(sig)))
+  end
+  return num
 end
 
 -- Edit distance (insertions, deletions, substitutions; a swap of two
@@ -101,13 +160,45 @@ function M.unknown(what, name, known)
   return msg
 end
 
---- Raise unless `self` is an object of `class`: a method called with a
--- dot (child.wait()) rather than a colon. `what` names the object
--- ("child"), `method` the method; raised at the caller of the method.
-function M.self(self, class, what, method)
-  if getmetatable(self) ~= class then
-    error(format("use %s:%s(), not %s.%s()", what, method, what, method), 3)
+--- Is `v` an object of `class`, or of a class below it? A class names
+-- the class it extends in its `__parent` field.
+function M.is_a(v, class)
+  local mt = getmetatable(v)
+  while mt ~= nil do
+    if mt == class then return true end
+    mt = type(mt) == "table" and rawget(mt, "__parent") or nil
   end
+  return false
+end
+local is_a = M.is_a
+
+--- Guard the methods `names` of `class`: one called with a dot
+-- (child.wait() rather than child:wait()) raises "use child:wait(), not
+-- child.wait()" (`what` names the object). Objects of classes below
+-- `class` pass. A call through the guard costs one compare and a tail
+-- call; hot methods that need neither (child:send) are left unguarded.
+function M.methods(class, what, names)
+  for _, name in ipairs(names) do
+    local method = class[name]
+    assert(type(method) == "function", name)
+    class[name] = function(self, ...)
+      if getmetatable(self) ~= class and not is_a(self, class) then
+        raise(format("use %s:%s(), not %s.%s()", what, name, what, name))
+      end
+      return method(self, ...)
+    end
+  end
+  return class
+end
+
+--- v must be a function (or nil when optional): "function expected, got
+-- nil" names nil as passed, as the callbacks' checks always have.
+function M.func(fname, n, v, optional)
+  if v == nil and optional then return v end
+  if type(v) ~= "function" then
+    fail(fname, n, format("function expected, got %s", type(v)))
+  end
+  return v
 end
 
 local validators = {
@@ -127,12 +218,12 @@ local validators = {
 function M.options(fname, n, opts, spec)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    fail(fname, n, format("options table expected, got %s", type(opts)), 2)
+    fail(fname, n, format("options table expected, got %s", type(opts)))
   end
   for k, v in pairs(opts) do
     local want = spec[k]
     if want == nil then
-      fail(fname, n, M.unknown("option", k, spec), 2)
+      fail(fname, n, M.unknown("option", k, spec))
     end
     local ok = false
     for t in want:gmatch("[^|]+") do
@@ -140,33 +231,10 @@ function M.options(fname, n, opts, spec)
     end
     if not ok then
       fail(fname, n, format("option '%s' must be %s, got %s", k,
-                            want:gsub("|", " or "), type(v)), 2)
+                            want:gsub("|", " or "), type(v)))
     end
   end
   return opts
-end
-
-local pack, unpack = table.pack, table.unpack
-
-local function at_caller(ok, ...)
-  if ok then return pack(...) end
-  local e = ...
-  if type(e) == "string" then
-    local msg = e:match("^[^\n]-:%d+: (bad argument #%d+ to .*)$")
-    if msg then error(msg, 3) end  -- at_caller, the entry, its caller
-  end
-  error(e, 0)
-end
-
---- Wrap a public function: a caller mistake raised anywhere inside it
--- ("bad argument #n to 'f' (...)") is raised again at the caller's line,
--- not at the line deep in brood that found it; other errors pass as they
--- are. (Not a tail call, so that the entry's frame stays counted.)
-function M.entry(fn)
-  return function(...)
-    local r = at_caller(pcall(fn, ...))
-    return unpack(r, 1, r.n)
-  end
 end
 
 return M

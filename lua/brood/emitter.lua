@@ -11,20 +11,15 @@ local Emitter = {}
 Emitter.__index = Emitter
 M.Emitter = Emitter
 
-local function check_listener(self, name, event, fn)
+local function check_listener(self, fname, event, fn)
   if type(event) ~= "string" then
-    error(("bad argument #1 to '%s' (string expected, got %s)")
-          :format(name, type(event)), 3)
+    check.fail(fname, 1, ("string expected, got %s"):format(type(event)))
   end
   local known = self._known_events
   if known ~= nil and not known[event] then
-    error(("bad argument #1 to '%s' (%s)"):format(name,
-          check.unknown("event", event, known)), 3)
+    check.fail(fname, 1, check.unknown("event", event, known))
   end
-  if type(fn) ~= "function" then
-    error(("bad argument #2 to '%s' (function expected, got %s)")
-          :format(name, type(fn)), 3)
-  end
+  check.func(fname, 2, fn)
 end
 
 local function add(self, event, fn, once)

@@ -4,6 +4,7 @@
 -- @module brood.exec
 local core = require "brood.core"
 local loop = require "brood.loop"
+local tasks = require "brood.tasks"
 local process = require "brood.process"
 local Error = require "brood.error"
 local check = require "brood.check"
@@ -11,8 +12,8 @@ local check = require "brood.check"
 local M = {}
 
 local concat = table.concat
-local defer, await = loop.defer, loop.await
-local core_loop = loop.core_loop
+local defer, await = loop.defer, tasks.await
+local default_loop = loop.default
 
 M.DEFAULT_MAX_BUFFER = 1024 * 1024
 M.MAXBUFFER = "ERR_CHILD_PROCESS_STDIO_MAXBUFFER"
@@ -36,7 +37,7 @@ M.EXEC_OPTIONS = EXEC_OPTIONS
 -- holding only spawn's options.
 function M.split_options(fname, n, opts, spec)
   opts = check.options(fname, n, opts, spec or EXEC_OPTIONS)
-  local own = {
+  local exec_opts = {
     max_buffer = check.count(fname, n, opts.max_buffer, "max_buffer", true)
                  or M.DEFAULT_MAX_BUFFER,
     input = opts.input,
@@ -47,12 +48,12 @@ function M.split_options(fname, n, opts, spec)
     merge_stderr = opts.merge_stderr == true,
     kill_signal = process.kill_signal(fname, n, opts.kill_signal),
   }
-  if own.timeout == 0 then own.timeout = nil end
-  if own.idle_timeout == 0 then own.idle_timeout = nil end
-  if own.merge_stderr and type(opts.stdio) == "table" then
-    check.fail(fname, n, "merge_stderr cannot be combined with a stdio array", 2)
+  if exec_opts.timeout == 0 then exec_opts.timeout = nil end
+  if exec_opts.idle_timeout == 0 then exec_opts.idle_timeout = nil end
+  if exec_opts.merge_stderr and type(opts.stdio) == "table" then
+    check.fail(fname, n, "merge_stderr cannot be combined with a stdio array")
   end
-  if own.input ~= nil then
+  if exec_opts.input ~= nil then
     -- Python's rule: input with a stdin we do not write is a mistake, not
     -- something to drop silently
     local stdin = opts.stdio
@@ -62,14 +63,14 @@ function M.split_options(fname, n, opts, spec)
                   math.type(stdin) == "integer" and ("fd " .. stdin) or
                   type(stdin)
       check.fail(fname, n, ('option \'input\' needs stdio[1] to be "pipe", ' ..
-                            'got %s'):format(got), 2)
+                            'got %s'):format(got))
     end
   end
   local spawn_opts = {}
   for k, v in pairs(opts) do
     if EXEC_ONLY[k] == nil and k ~= "timeout" then spawn_opts[k] = v end
   end
-  return own, spawn_opts
+  return exec_opts, spawn_opts
 end
 
 --- The error of a finished run (or nil for success). `r` holds code,
@@ -121,7 +122,7 @@ local function exec_file_args(a, b, c)
   end
   for j = pos, 3 do
     if vals[j] ~= nil then
-      check.fail("exec_file", j + 1, ("unexpected %s"):format(type(vals[j])), 3)
+      check.fail("exec_file", j + 1, ("unexpected %s"):format(type(vals[j])))
     end
   end
   return args, opts, cb
@@ -130,31 +131,32 @@ end
 -- ----- one run's policy: shared by exec and the sync variants ----------
 
 --- The policy of one run: output collection up to max_buffer, timeout,
--- idle_timeout, kill escalation. `lp` is the core loop its timers run on;
--- `kill(sig)` signals the child's tree; `give_up()` stops reading its
--- pipes. The caller sets `exited` and reads `rec` (code, signal, killed,
+-- idle_timeout, kill escalation. `on_loop` is the core loop its timers
+-- run on; `kill(sig)` signals the child's tree; `give_up()` stops
+-- reading its pipes. The caller sets `exited` and reads `rec` (code, signal, killed,
 -- timed_out, idle, overflow) at the end.
-local Run = {}
-Run.__index = Run
+local Supervisor = {}
+Supervisor.__index = Supervisor
 
-function M.new_run(own, lp, kill, give_up)
-  return setmetatable({own = own, lp = lp, kill = kill, give_up = give_up,
+function M.new_supervisor(exec_opts, on_loop, kill, give_up)
+  return setmetatable({exec_opts = exec_opts, loop = on_loop, kill = kill,
+                       give_up = give_up,
                        exited = false, timers = {}, parts = {}, rec = {}},
-                      Run)
+                      Supervisor)
 end
 
 --- The child has exited; its pipes may still be open. If we killed it, a
 -- grandchild that escaped the tree kill may hold them: read what comes
 -- for a moment more, then give up.
-function Run:on_exit(pipes_open)
+function Supervisor:on_exit(pipes_open)
   self.exited = true
   if pipes_open and self.rec.killed then
     self:start_timer("drain", M.DRAIN_AFTER_KILL_MS, self.give_up)
   end
 end
 
-function Run:start_timer(name, ms, fn)
-  local t = core.timer_new(self.lp)
+function Supervisor:start_timer(name, ms, fn)
+  local t = core.timer_new(self.loop)
   t:unref()  -- the child and its pipes keep the loop alive, not these
   t:start(ms, 0, function()
     t:close()
@@ -164,7 +166,7 @@ function Run:start_timer(name, ms, fn)
   self.timers[name] = t
 end
 
-function Run:stop_timers()
+function Supervisor:stop_timers()
   for name, t in pairs(self.timers) do
     if not t:is_closed() then t:close() end
     self.timers[name] = nil
@@ -172,22 +174,22 @@ function Run:stop_timers()
 end
 
 --- kill_signal to the tree; SIGKILL force_kill_after ms later.
-function Run:terminate()
+function Supervisor:terminate()
   if self.exited then
     -- Only a grandchild holds the pipes now (it left the tree when its
     -- parent died): stop waiting for it.
     self.give_up()
     return
   end
-  if self.kill(self.own.kill_signal) then self.rec.killed = true end
-  local after = self.own.force_kill_after
+  if self.kill(self.exec_opts.kill_signal) then self.rec.killed = true end
+  local after = self.exec_opts.force_kill_after
   if after and not self.timers.force then
     self:start_timer("force", after, function() self.kill(9) end)
   end
 end
 
-function Run:arm_idle()
-  local ms = self.own.idle_timeout
+function Supervisor:arm_idle()
+  local ms = self.exec_opts.idle_timeout
   if not ms then return end
   local t = self.timers.idle
   if t then t:close() end
@@ -198,8 +200,8 @@ function Run:arm_idle()
 end
 
 --- Start the clocks: timeout and idle_timeout.
-function Run:start()
-  local ms = self.own.timeout
+function Supervisor:start()
+  local ms = self.exec_opts.timeout
   if ms then
     self:start_timer("timeout", ms, function()
       self.rec.timed_out = ms
@@ -211,8 +213,8 @@ end
 
 --- A data handler collecting stream `name` up to max_buffer: past it the
 -- output is cut to exactly max_buffer bytes and the child is terminated.
-function Run:collector(name)
-  local parts, size, max = {}, 0, self.own.max_buffer
+function Supervisor:collector(name)
+  local parts, size, max = {}, 0, self.exec_opts.max_buffer
   self.parts[name] = parts
   return function(chunk)
     self:arm_idle()
@@ -231,7 +233,7 @@ function Run:collector(name)
 end
 
 --- What stream `name` collected (nil if it was not collected).
-function Run:output(name)
+function Supervisor:output(name)
   local parts = self.parts[name]
   return parts and concat(parts) or nil
 end
@@ -239,15 +241,13 @@ end
 -- ----- exec on the default loop -------------------------------------------
 
 -- Launch for exec/exec_file, then collect. `n` is the options' position.
-local function run(fname, n, file, args, own, spawn_opts, cmd, cb)
-  -- Before anything starts. Level 3: must_wait's caller is this run,
-  -- reached by a tail call from exec/exec_file inside check.entry's pcall
-  -- (run, pcall, the entry): the error names the user's line.
-  if cb == nil then loop.must_wait(3) end
+local function launch(fname, n, file, args, exec_opts, spawn_opts, cmd, cb)
+  -- before anything starts
+  if cb == nil then tasks.must_wait() end
   -- Without input and without a callback nobody can ever write to the
   -- child's stdin: give it EOF at once rather than a pipe left open.
-  local stdin = (own.input == nil and cb == nil) and "ignore" or "pipe"
-  if own.merge_stderr then
+  local stdin = (exec_opts.input == nil and cb == nil) and "ignore" or "pipe"
+  if exec_opts.merge_stderr then
     -- one pipe for both: the child writes fds 1 and 2 into it, in order
     spawn_opts.stdio = {stdin, "pipe", process.SAME_AS_STDOUT}
   elseif spawn_opts.stdio == nil then
@@ -256,7 +256,7 @@ local function run(fname, n, file, args, own, spawn_opts, cmd, cb)
   local child, err, code = process.spawn_child(fname, n, file, args,
                                                spawn_opts)
   if not child then return M._launch_failed(err, code, cmd, cb) end
-  return M._collect(child, own, cmd, cb)
+  return M._collect(child, exec_opts, cmd, cb)
 end
 
 function M._launch_failed(err, code, cmd, cb)
@@ -266,96 +266,91 @@ function M._launch_failed(err, code, cmd, cb)
   return nil, err, code
 end
 
-function M._collect(child, own, cmd, cb)
-  local pending = 0      -- streams not yet closed
-  local finished = false
+-- The outcome of a finished exec run: the result table, or nil and the
+-- error (a failed command, a timeout, too much output).
+local function outcome(supervisor, child, cmd)
+  local r = supervisor.rec
+  r.cmd, r.pid = cmd, child.pid
+  r.stdout = supervisor:output("stdout") or ""
+  r.stderr = supervisor:output("stderr") or ""
+  r.code, r.signal, r.killed = child.exit_code, child.signal_code, child.killed
+  local e = M.result_error(r)
+  if e then return nil, e end
+  return {stdout = r.stdout, stderr = r.stderr, code = 0, cmd = cmd,
+          pid = r.pid, duration = child.duration, rusage = child.rusage}
+end
+
+-- Collect the child's output under exec's policy until it has exited
+-- and its output streams have closed; then cb(err, stdout, stderr), or
+-- (no cb) return the result | nil, err, code.
+function M._collect(child, exec_opts, cmd, cb)
+  local pending, exited, finished = 0, false, false  -- streams not closed
   local waiters, streams = {}, {}
-  local result
-  local run_ = M.new_run(own, core_loop, function(sig)
+  local result, failure
+  local supervisor = M.new_supervisor(exec_opts, default_loop, function(sig)
     return child:kill(sig, {tree = true})
   end, function()
     for _, s in ipairs(streams) do
       if not s.closed then s:destroy() end
     end
   end)
-
   local function finish()
-    if finished or not child._exited or pending > 0 then return end
+    if finished or not exited or pending > 0 then return end
     finished = true
-    run_:stop_timers()
-    local r = run_.rec
-    r.cmd, r.pid = cmd, child.pid
-    r.stdout, r.stderr = run_:output("stdout") or "", run_:output("stderr") or ""
-    r.code, r.signal, r.killed = child.exit_code, child.signal_code, child.killed
-    local e = M.result_error(r)
-    if not e then
-      result = {stdout = r.stdout, stderr = r.stderr, code = 0, cmd = cmd,
-                pid = r.pid, duration = child.duration, rusage = child.rusage}
+    supervisor:stop_timers()
+    result, failure = outcome(supervisor, child, cmd)
+    if cb then cb(failure, supervisor.rec.stdout, supervisor.rec.stderr) end
+    for i = 1, #waiters do waiters[i]() end
+  end
+  for _, name in ipairs({"stdout", "stderr"}) do
+    local s = child[name]
+    if s then
+      pending = pending + 1
+      streams[#streams + 1] = s
+      s:on("data", supervisor:collector(name))
+      s:_when_closed(function() pending = pending - 1; finish() end)
     end
-    if cb then cb(e, r.stdout, r.stderr) end
-    for i = 1, #waiters do waiters[i](e) end
   end
-
-  local function watch(s, name)
-    if not s then return end
-    pending = pending + 1
-    streams[#streams + 1] = s
-    s:on("data", run_:collector(name))
-    s:_when_closed(function()
-      pending = pending - 1
-      finish()
-    end)
-  end
-
-  watch(child.stdout, "stdout")
-  watch(child.stderr, "stderr")
-
   child:on("exit", function()
-    run_:on_exit(pending > 0)
+    exited = true
+    supervisor:on_exit(pending > 0)
     finish()
   end)
-  run_:start()
-
-  local stdin = child.stdin
-  if own.input ~= nil and stdin then
-    stdin:on("error", function() end)  -- EPIPE: the child did not read it
-    stdin:close(own.input)
+  supervisor:start()
+  if exec_opts.input ~= nil and child.stdin then
+    child.stdin:on("error", function() end)  -- EPIPE: it did not read it
+    child.stdin:close(exec_opts.input)
   end
-
   if cb then return child end
-  local e = await(function(done) waiters[#waiters + 1] = done end)
-  if e then return Error.fail(e) end
+  await(function(done) waiters[#waiters + 1] = done end)
+  if failure then return Error.fail(failure) end
   return result
 end
 
 --- brood.exec(command, opts?, cb?): the command runs through /bin/sh -c
 -- (or opts.shell). With cb: cb(err, stdout, stderr), returns the child.
 -- Without: result table | nil, err, code (a waiting operation).
-local function exec(command, opts, cb)
+function M.exec(command, opts, cb)
   if type(opts) == "function" and cb == nil then opts, cb = nil, opts end
   command = check.cstring("exec", 1, command, "command")
-  if cb ~= nil and type(cb) ~= "function" then
-    check.fail("exec", 3, ("function expected, got %s"):format(type(cb)))
-  end
-  local own, spawn_opts = M.split_options("exec", 2, opts)
+  check.func("exec", 3, cb, true)
+  local exec_opts, spawn_opts = M.split_options("exec", 2, opts)
   if spawn_opts.shell == nil or spawn_opts.shell == false then
     spawn_opts.shell = true
   end
-  return run("exec", 2, command, {}, own, spawn_opts, command, cb)
+  return launch("exec", 2, command, {}, exec_opts, spawn_opts, command, cb)
 end
 
 --- brood.exec_file(file, args?, opts?, cb?): no shell. Same results as
 -- exec.
-local function exec_file(file, a, b, c)
+function M.exec_file(file, a, b, c)
   local args, opts, cb = exec_file_args(a, b, c)
   file = check.cstring("exec_file", 1, file, "file")
   local argv = process.split_args("exec_file", args or {}, nil)
-  local own, spawn_opts = M.split_options("exec_file", 3, opts)
-  local cmd = #argv > 0 and (file .. " " .. concat(argv, " ")) or file
-  return run("exec_file", 3, file, argv, own, spawn_opts, cmd, cb)
+  local exec_opts, spawn_opts = M.split_options("exec_file", 3, opts)
+  local cmd = process.command_line(file, argv)
+  return launch("exec_file", 3, file, argv, exec_opts, spawn_opts, cmd, cb)
 end
 
-M.exec = check.entry(exec)
-M.exec_file = check.entry(exec_file)
 
 return M

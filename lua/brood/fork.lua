@@ -71,55 +71,69 @@ local function script_missing(module_path, cwd, argv)
                     spawnargs = argv})
 end
 
+-- The stdio of a fork: inherit (or pipes when silent) plus the channel.
+local function fork_stdio(opts)
+  local stdio = opts.stdio
+  if stdio == nil or type(stdio) == "string" then
+    local base = stdio or (opts.silent and "pipe" or "inherit")
+    return {base, base, base, "ipc"}
+  end
+  local has_ipc = false
+  stdio = table.move(stdio, 1, #stdio, 1, {})
+  for _, e in ipairs(stdio) do has_ipc = has_ipc or e == "ipc" end
+  if not has_ipc then stdio[#stdio + 1] = "ipc" end
+  return stdio
+end
+
 --- brood.fork(module_path, args?, opts?) -> child | nil, err, code
 -- spawn of the host with an "ipc" entry (DESIGN §6).
-local function fork(module_path, args, opts)
+function M.fork(module_path, args, opts)
   module_path = check.cstring("fork", 1, module_path, "module_path")
-  local a, o, n = process.split_args("fork", args, opts)
-  n = n or 3
-  o = check.options("fork", n, o, FORK_OPTIONS)
+  local script_args, options, opts_at = process.split_args("fork", args, opts)
+  opts_at = opts_at or 3
+  options = check.options("fork", opts_at, options, FORK_OPTIONS)
   local argv = {}
-  for i, v in ipairs(o.exec_argv or {}) do
-    argv[i] = check.cstring("fork", n, v, ("exec_argv[%d]"):format(i))
+  for i, v in ipairs(options.exec_argv or {}) do
+    argv[i] = check.cstring("fork", opts_at, v, ("exec_argv[%d]"):format(i))
   end
   argv[#argv + 1] = module_path
-  for _, v in ipairs(a) do argv[#argv + 1] = v end
-
-  -- stdio: inherit (or pipes when silent) plus the channel
-  local stdio = o.stdio
-  if stdio == nil or type(stdio) == "string" then
-    local base = stdio or (o.silent and "pipe" or "inherit")
-    stdio = {base, base, base, "ipc"}
-  else
-    local has_ipc = false
-    stdio = table.move(stdio, 1, #stdio, 1, {})
-    for _, e in ipairs(stdio) do has_ipc = has_ipc or e == "ipc" end
-    if not has_ipc then stdio[#stdio + 1] = "ipc" end
-  end
-
+  for _, v in ipairs(script_args) do argv[#argv + 1] = v end
   -- spawn's options, but never a shell (as Node: the host is no command)
   local spawn_opts = {}
-  for k, v in pairs(o) do
+  for k, v in pairs(options) do
     if process.SPAWN_OPTIONS[k] and k ~= "shell" then spawn_opts[k] = v end
   end
-  spawn_opts.stdio = stdio
-  return process.spawn_child("fork", n, o.exec_path or M.host_path(), argv,
+  spawn_opts.stdio = fork_stdio(options)
+  return process.spawn_child("fork", opts_at,
+                             options.exec_path or M.host_path(), argv,
                              spawn_opts, function()
     -- another exec_path (python3, node...) may take a module name
-    if o.exec_path ~= nil then return true end
-    local err = script_missing(module_path, o.cwd, argv)
+    if options.exec_path ~= nil then return true end
+    local err = script_missing(module_path, options.cwd, argv)
     if err then return Error.fail(err) end
     return true
   end)
 end
 
-M.fork = check.entry(fork)
-
 -- ----- brood.parent ---------------------------------------------------------
 
-local Parent = emitter.extend({__name = "brood.Parent"},
-                              {"message", "disconnect", "error", "drain"})
+-- The forked script's end: its Channel's methods and events.
+local Parent = channel.extend(emitter.extend({__name = "brood.Parent"},
+  {"message", "disconnect", "error", "drain"}))
 Parent.__index = Parent
+
+--- Let the script end while the channel is open (and back).
+function Parent:unref()
+  self._channel:keep_alive(false)
+  return self
+end
+
+function Parent:ref()
+  self._channel:keep_alive(true)
+  return self
+end
+
+check.methods(Parent, "parent", {"unref", "ref", "on", "once", "off"})
 
 --- The forked script's end of the channel, or nil when this process was
 -- not started by brood.fork. Made once; the variables are cleared so that
@@ -135,13 +149,13 @@ function M.parent()
               channel.DEFAULT_MAX_MESSAGE_SIZE
   core.unsetenv("BROOD_CHANNEL_FD")
   core.unsetenv("BROOD_MAX_MESSAGE_SIZE")
-  local ch = core.channel_open(loop.core_loop, fd, max, channel.HIGH_WATER_MARK)
+  local ch = core.channel_open(loop.default, fd, max, channel.HIGH_WATER_MARK)
   if not ch then
     M._parent = false
     return nil
   end
   local parent = setmetatable({}, Parent)
-  channel.attach(parent, ch)
+  parent._channel = channel.new(parent, ch, process.IPC_HANDLES)
   M._parent = parent
   return parent
 end

@@ -2,7 +2,21 @@
 -- The public API (DESIGN.md); each piece lives in its own module.
 -- @module brood
 local core = require "brood.core"
+-- Process-wide settings, once, before the default loop exists (the core
+-- changes none by being loaded): SIGPIPE ignored, SIGCHLD not ignored,
+-- fds 0-2 open. Options from the environment, read here, not in C.
+core.setup_process()
+do
+  local spin = os.getenv("BROOD_SPIN_US")
+  local no_pidfd = os.getenv("BROOD_NO_PIDFD")
+  core.configure{
+    -- as strtol read it: leading digits, anything else is 0 (no spinning)
+    spin_us = spin and (tonumber(spin:match("^%s*([-+]?%d+)")) or 0),
+    pidfd = no_pidfd == nil or no_pidfd == "" or no_pidfd == "0",
+  }
+end
 local loop = require "brood.loop"
+local tasks = require "brood.tasks"
 local Error = require "brood.error"
 local process = require "brood.process"
 
@@ -10,17 +24,17 @@ local brood = {
   _VERSION = "brood 0.1.0",
   Error = Error.Error,
 
-  run = loop.run,
+  run = tasks.run,
   stop = loop.stop,
-  go = loop.go,
-  sleep = loop.sleep,
+  go = tasks.go,
+  sleep = tasks.sleep,
   set_timeout = loop.set_timeout,
   set_interval = loop.set_interval,
   now = loop.now,
   hrtime = loop.hrtime,
   on_signal = loop.on_signal,
   kill = loop.kill,
-  current_task = loop.current,
+  current_task = tasks.current,
 
   spawn = process.spawn,
 }
@@ -36,6 +50,8 @@ local lazy = {
   msgpack = {"brood.msgpack"},
   array = {"brood.msgpack", "array"},
   net = {"brood.net"},
+  pool = {"brood.pool", "pool"},
+  worker = {"brood.worker", "worker"},
 }
 
 setmetatable(brood, {

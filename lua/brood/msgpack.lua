@@ -5,6 +5,7 @@
 -- @module brood.msgpack
 local core = require "brood.core"
 local Error = require "brood.error"
+local check = require "brood.check"
 
 local M = {}
 local marks = core.array_marks
@@ -25,8 +26,7 @@ end
 --- Mark t as an array for the codec (an empty table is a map otherwise).
 function M.array(t)
   if type(t) ~= "table" then
-    error(("bad argument #1 to 'array' (table expected, got %s)")
-          :format(type(t)), 2)
+    check.fail("array", 1, ("table expected, got %s"):format(type(t)))
   end
   marks[t] = true
   return t

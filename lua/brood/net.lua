@@ -12,14 +12,16 @@
 -- @module brood.net
 local core = require "brood.core"
 local loop = require "brood.loop"
+local tasks = require "brood.tasks"
+local check = require "brood.check"
 local emitter = require "brood.emitter"
 local stream = require "brood.stream"
 local Error = require "brood.error"
 
 local M = {}
 
-local default_loop = loop.core_loop
-local defer, await = loop.defer, loop.await
+local default_loop = loop.default
+local defer, await = loop.defer, tasks.await
 local type, math_type, tostring, format = type, math.type, tostring,
   string.format
 
@@ -27,12 +29,7 @@ local BACKLOG = 511  -- Node's default
 
 -- ----- arguments ------------------------------------------------------------
 
--- Raise for the caller of the public function: `level` 1 when called
--- from that function, 2 from a helper it calls.
-local function fail(fname, n, msg, level)
-  error(format("bad argument #%d to '%s' (%s)", n, fname, msg),
-        (level or 2) + 2)
-end
+local fail = check.fail
 
 -- Where to listen or connect: ("tcp", port) for a number or a numeric
 -- string, ("pipe", path) for any other string; raises otherwise.
@@ -83,9 +80,16 @@ end
 
 -- ----- sockets --------------------------------------------------------------
 
+--- A socket: a duplex Stream with an address and a connection.
+local Socket = setmetatable({__name = "brood.Socket",
+                             __parent = stream.Stream},
+                            {__index = stream.Stream})
+Socket.__index = Socket
+M.Socket = Socket
+
 --- socket:address(): the local {address=, family=, port=} of a TCP
 -- socket, or the local path of a unix socket; nil once closed.
-local function socket_address(self)
+function Socket:address()
   if self.closed then return nil end
   local name = self._h:getsockname()
   return name
@@ -93,7 +97,7 @@ end
 
 --- socket:wait_connect() (a waiting operation): the socket once
 -- connected, or nil, err, code if the connection failed.
-local function socket_wait_connect(self)
+function Socket:wait_connect()
   if self.connecting then
     await(function(done)
       self._connect_waiters[#self._connect_waiters + 1] = done
@@ -103,13 +107,13 @@ local function socket_wait_connect(self)
   return self
 end
 
+check.methods(Socket, "socket", {"address", "wait_connect"})
+
 -- Wrap a connected (or connecting) core stream as a socket.
 local function new_socket(h)
-  local s = stream.new(h, true, true)
+  local s = stream.new(h, true, true, Socket)
   s.connecting = false
   s._connect_waiters = {}
-  s.address = socket_address
-  s.wait_connect = socket_wait_connect
   return s
 end
 
@@ -155,7 +159,7 @@ function M.connect(where, host, cb)
   if kind == "pipe" then
     if cb == nil and type(host) == "function" then host, cb = nil, host end
     if host ~= nil then
-      fail("connect", 2, format("function expected, got %s", type(host)), 1)
+      fail("connect", 2, format("function expected, got %s", type(host)))
     end
   else
     if cb == nil and type(host) == "function" then host, cb = nil, host end
@@ -266,7 +270,7 @@ function Server:listen(where, host, cb)
   if cb == nil and type(host) == "function" then host, cb = nil, host end
   if kind == "pipe" then
     if host ~= nil then
-      fail("listen", 2, format("function expected, got %s", type(host)), 1)
+      fail("listen", 2, format("function expected, got %s", type(host)))
     end
     check_cb("listen", 2, cb)
   else
@@ -274,7 +278,8 @@ function Server:listen(where, host, cb)
     check_cb("listen", 3, cb)
   end
   if self._h ~= nil then
-    error("brood.Server: listen() on a server that is listening already", 2)
+    check.raise("brood.Server: listen() on a server that is listening " ..
+                "already")
   end
   local h, what, ok, msg, code
   if kind == "pipe" then
@@ -358,17 +363,22 @@ end
 
 -- ----- handle passing (brood.channel) ---------------------------------------
 
---- A Server around a core server received over an IPC channel (bound and
--- listening at the OS level already): it starts accepting at once.
-function M.adopt_server(h)
-  local self = M.create_server()
-  local r, err, code = self:_start(h, "(received)")
-  if not r then return r, err, code end
-  return self
+--- The core handle of a listening Server given to a channel's send, or
+-- nil (not a server, or not listening).
+function M.server_handle(v)
+  if getmetatable(v) ~= Server then return nil end
+  return v._h
 end
 
---- A socket around a core stream received over an IPC channel.
-function M.adopt_socket(h)
+--- What a core handle received over an IPC channel becomes: a Server
+-- (bound and listening at the OS level already: it starts accepting at
+-- once), or a socket.
+function M.adopt(h, is_server)
+  if h == nil then return nil end
+  if is_server then
+    local server = M.create_server()
+    return server:_start(h, "(received)") or nil
+  end
   local s = new_socket(h)
   set_remote(s)
   return s

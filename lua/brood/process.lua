@@ -3,6 +3,7 @@
 -- @module brood.process
 local core = require "brood.core"
 local loop = require "brood.loop"
+local tasks = require "brood.tasks"
 local emitter = require "brood.emitter"
 local stream = require "brood.stream"
 local Error = require "brood.error"
@@ -11,10 +12,9 @@ local channel = require "brood.channel"
 
 local M = {}
 
-local core_loop = loop.core_loop
-local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
+local default_loop = loop.default
+local defer, await, must_wait = loop.defer, tasks.await, tasks.must_wait
 local concat = table.concat
-local getmetatable, check_self = getmetatable, check.self
 
 local Child = emitter.extend({__name = "brood.Child"},
   {"spawn", "exit", "close", "error", "message", "disconnect", "drain"})
@@ -69,16 +69,16 @@ end
 local function env_value(fname, n, name, v)
   if type(name) ~= "string" or name == "" or name:find("[=%z]") then
     check.fail(fname, n, ("invalid environment variable name '%s'")
-                         :format(tostring(name)), 3)
+                         :format(tostring(name)))
   end
   if type(v) == "number" then v = tostring(v) end
   if type(v) ~= "string" then
     check.fail(fname, n, ("environment variable '%s' must be a string, " ..
-                          "got %s"):format(name, type(v)), 3)
+                          "got %s"):format(name, type(v)))
   end
   if v:find("\0", 1, true) then
     check.fail(fname, n, ("environment variable '%s' must not contain NUL " ..
-                          "bytes"):format(name), 3)
+                          "bytes"):format(name))
   end
   return v
 end
@@ -113,22 +113,22 @@ local STDIO_WORDS = {pipe = true, inherit = true, ignore = true,
 local function check_entry(fname, n, i, e, allow_ipc)
   if type(e) == "string" then
     if not STDIO_WORDS[e] then
-      check.fail(fname, n, ('stdio[%d]: invalid entry "%s"'):format(i, e), 4)
+      check.fail(fname, n, ('stdio[%d]: invalid entry "%s"'):format(i, e))
     end
     if e == "ipc" and not allow_ipc then
       check.fail(fname, n, ("stdio[%d]: 'ipc' needs a loop: use brood.spawn"
-                            .. " or brood.fork"):format(i), 4)
+                            .. " or brood.fork"):format(i))
     end
   elseif math.type(e) == "integer" then
     if e < 0 then
-      check.fail(fname, n, ("stdio[%d]: invalid fd %d"):format(i, e), 4)
+      check.fail(fname, n, ("stdio[%d]: invalid fd %d"):format(i, e))
     end
-  elseif getmetatable(e) == stream.Stream then
+  elseif stream.is_stream(e) then
     if e:fileno() == nil then
-      check.fail(fname, n, ("stdio[%d]: the stream is closed"):format(i), 4)
+      check.fail(fname, n, ("stdio[%d]: the stream is closed"):format(i))
     end
   elseif io.type(e) ~= "file" and e ~= M.SAME_AS_STDOUT then
-    check.fail(fname, n, ("stdio[%d]: invalid entry %s"):format(i, type(e)), 4)
+    check.fail(fname, n, ("stdio[%d]: invalid entry %s"):format(i, type(e)))
   end
 end
 
@@ -138,14 +138,14 @@ local function stdio_entries(fname, n, stdio, allow_ipc)
   if type(stdio) == "string" then
     if stdio ~= "pipe" and stdio ~= "inherit" and stdio ~= "ignore" then
       check.fail(fname, n, ("option 'stdio' must be \"pipe\", \"inherit\", " ..
-                            "\"ignore\" or an array, got \"%s\""):format(stdio), 3)
+                            "\"ignore\" or an array, got \"%s\""):format(stdio))
     end
     return {stdio, stdio, stdio}
   end
   local max = 3
   for k in pairs(stdio) do
     if math.type(k) ~= "integer" or k < 1 then
-      check.fail(fname, n, "option 'stdio' must be an array", 3)
+      check.fail(fname, n, "option 'stdio' must be an array")
     end
     if k > max then max = k end
   end
@@ -232,25 +232,30 @@ local function find_ipc(fname, n, entries)
   local at
   for i, e in ipairs(entries) do
     if e == "ipc" then
-      if at then check.fail(fname, n, "stdio may hold one 'ipc' only", 3) end
+      if at then check.fail(fname, n, "stdio may hold one 'ipc' only") end
       at = i
     end
   end
   return at
 end
 
---- Normalise and check spawn's options; shared with exec, sync and fork.
--- Returns the table for core.spawn plus the policy fields. Raises for
--- every caller mistake; creates nothing (no fd, no handle).
-function M.prepare(fname, file, args, opts, n, allow_ipc)
+--- The command line of file and args as exec's errors and the shell
+-- show it: "file arg1 arg2".
+function M.command_line(file, args)
+  if #args == 0 then return file end
+  return file .. " " .. concat(args, " ")
+end
+
+-- The program to start and its argv (through the shell when opts.shell),
+-- and spawnargs: the argv before argv0 replaces argv[1].
+local function program(fname, n, file, args, opts)
   file = check.cstring(fname, 1, file, "file")
-  if file == "" then check.fail(fname, 1, "file must not be empty", 2) end
+  if file == "" then check.fail(fname, 1, "file must not be empty") end
   local spawnfile, argv = file, {file}
   if opts.shell then
     local shell = opts.shell == true and "/bin/sh" or
                   check.cstring(fname, n, opts.shell, "option 'shell'")
-    local command = #args > 0 and (file .. " " .. concat(args, " ")) or file
-    spawnfile, argv = shell, {shell, "-c", command}
+    spawnfile, argv = shell, {shell, "-c", M.command_line(file, args)}
   else
     for i = 1, #args do argv[i + 1] = args[i] end
   end
@@ -258,6 +263,14 @@ function M.prepare(fname, file, args, opts, n, allow_ipc)
   if opts.argv0 ~= nil then
     argv[1] = check.cstring(fname, n, opts.argv0, "option 'argv0'")
   end
+  return spawnfile, argv, spawnargs
+end
+
+--- Normalise and check spawn's options; shared with exec, sync and fork.
+-- Returns the table for core.spawn plus the policy fields. Raises for
+-- every caller mistake; creates nothing (no fd, no handle).
+function M.prepare(fname, file, args, opts, n, allow_ipc)
+  local spawnfile, argv, spawnargs = program(fname, n, file, args, opts)
   local cwd = opts.cwd
   if cwd ~= nil then
     cwd = check.cstring(fname, n, cwd, "option 'cwd'")
@@ -270,7 +283,7 @@ function M.prepare(fname, file, args, opts, n, allow_ipc)
   local max = check.count(fname, n, opts.max_message_size, "max_message_size")
               or channel.DEFAULT_MAX_MESSAGE_SIZE
   if max < 1 or max > 0xFFFFFFFF then
-    check.fail(fname, n, "option 'max_message_size' out of range", 2)
+    check.fail(fname, n, "option 'max_message_size' out of range")
   end
   if ipc_at then
     extra_env = {BROOD_CHANNEL_FD = tostring(ipc_at - 1),
@@ -286,7 +299,7 @@ function M.prepare(fname, file, args, opts, n, allow_ipc)
   for _, k in ipairs({"uid", "gid"}) do
     local v = opts[k]
     if v ~= nil and (v < 0 or v > 0xFFFFFFFE) then
-      check.fail(fname, n, ("option '%s' out of range"):format(k), 2)
+      check.fail(fname, n, ("option '%s' out of range"):format(k))
     end
   end
   return {
@@ -306,24 +319,25 @@ end
 --- opts.kill_signal as a number (default SIGTERM). 0 raises: a timeout
 -- that "kills" with signal 0 would leave the child running.
 function M.kill_signal(fname, n, sig)
-  local num = loop.signum(fname, n, sig or "SIGTERM")
+  local num = check.signal(fname, n, sig or "SIGTERM")
   if num == 0 then
     check.fail(fname, n, "option 'kill_signal' must not be 0 (it would " ..
-                         "not stop the child)", 2)
+                         "not stop the child)")
   end
   return num
 end
 
---- Launch on `lp` with the prepared options; on_exit gets core's exit
--- arguments. Returns proc, pid, parent stream specs | nil, err, code.
-function M.launch(lp, spec, policy, on_exit)
+--- Launch on `on_loop` (a core loop) with the prepared options; on_exit
+-- gets core's exit arguments. Returns proc, pid, parent stream specs |
+-- nil, err, code.
+function M.launch(on_loop, spec, policy, on_exit)
   local fds, child_ends, parent = plumb(policy.stdio)
   if not fds then
     return Error.fail(Error.from_core("spawn '" .. spec.file .. "'",
                                       child_ends, parent))
   end
   spec.stdio = fds
-  local proc, pid, code, step, errnum = core.spawn(lp, spec, on_exit)
+  local proc, pid, code, step, errnum = core.spawn(on_loop, spec, on_exit)
   for _, fd in ipairs(child_ends) do core.close_fd(fd) end
   if not proc then
     for _, p in pairs(parent) do if p then core.close_fd(p.fd) end end
@@ -333,6 +347,41 @@ function M.launch(lp, spec, policy, on_exit)
   return proc, pid, parent
 end
 
+--- How a process ended, from core's exit arguments: {code, signal
+-- (a name where known), rusage, duration}.
+function M.exit_status(code, signum, maxrss_kb, utime, stime, duration)
+  return {
+    code = code,
+    signal = signum and (core.signame(signum) or signum) or nil,
+    rusage = {maxrss_kb = maxrss_kb, utime = utime, stime = stime},
+    duration = duration,
+  }
+end
+
+--- Signal a process's whole tree: its group where it leads one, else it
+-- and its descendants. Returns core's proc:kill results.
+function M.kill_tree(proc, pid, leads_group, num)
+  if leads_group then return proc:kill_group(num) end
+  -- collect the tree first: once the process dies its children move
+  local pids = core.descendants(pid)
+  local ok, msg, code = proc:kill(num)
+  for _, p in ipairs(pids) do core.kill(p, num) end
+  return ok, msg, code
+end
+
+-- brood.net handles over a child's channel. brood.net loads on the
+-- first handle received: a script that never passes one does not pay
+-- for it.
+M.IPC_HANDLES = {
+  server_handle = function(v)
+    local net = package.loaded["brood.net"]
+    return net and net.server_handle(v)
+  end,
+  adopt = function(h, is_server)
+    return require("brood.net").adopt(h, is_server)
+  end,
+}
+
 -- Handover bookkeeping (DESIGN §4; stream.lua has the mechanism). A
 -- readable stream of ours given to another child stops counting for our
 -- "close" (the parent no longer reads it, so its EOF may never come) and
@@ -340,8 +389,6 @@ end
 -- has exited and the script did not reclaim it, the parent reads it
 -- again; once we have exited too, it reads it to EOF (drain), so the fd
 -- closes as soon as no process of ours can write to it.
-local kill_tree  -- below, with the child's methods
-
 local function on_handover(s)
   s._owner:_uncount(s, true)
 end
@@ -350,6 +397,37 @@ local function on_reclaim(s)
   local owner = s._owner
   if not owner._closed then owner:_count(s) end
   if owner._exited then s:_drain() end
+end
+
+--- Open the parent's ends of the pipes that launch made (`parent`, one
+-- entry per stdio index up to `count`) on the core loop `on_loop`: the
+-- core pipe handles, and for "ipc" the core channel. When one cannot be
+-- opened, every fd and handle is closed and nil, err, code returned
+-- (`context` names the call: "spawn 'ls'").
+function M.open_ends(on_loop, parent, count, max_message_size, context)
+  local handles, failed = {}, nil
+  for i = 1, count do
+    local p, h, msg, code = parent[i], nil, nil, nil
+    if p and not failed and p.ipc then
+      h, msg, code = core.channel_open(on_loop, p.fd, max_message_size,
+                                       channel.HIGH_WATER_MARK)
+    elseif p and not failed then
+      h, msg, code = core.pipe_open(on_loop, p.fd)
+    end
+    if h then
+      handles[i] = h
+    elseif p then
+      core.close_fd(p.fd)
+      if not failed then
+        local what = p.ipc and "cannot open the IPC channel" or
+                     ("cannot watch stdio[%d]"):format(i)
+        failed = Error.from_core(context .. ": " .. what, msg, code)
+      end
+    end
+  end
+  if not failed then return handles end
+  for _, h in pairs(handles) do h:close() end
+  return Error.fail(failed)
 end
 
 --- Spawn on the default loop: the body of brood.spawn, and of exec and
@@ -366,88 +444,88 @@ function M.spawn_child(fname, n, file, args, opts, before_launch)
     killed = false, connected = false, stdio = {},
     _open_streams = 0, _close_waiters = {}, _handed_in = {},
   }, Child)
-  local proc, pid, parent = M.launch(core_loop, spec, policy,
+  local proc, pid, parent = M.launch(default_loop, spec, policy,
     function(...) child:_on_exit(...) end)
   if not proc then return nil, pid, parent end
   child.spawnfile, child.spawnargs = policy.spawnfile, policy.spawnargs
   child._kill_signal, child._kill_grace = policy.kill_signal, policy.kill_grace
   child._leads_group = spec.detached or spec.group
   child._proc, child.pid = proc, pid
-  -- Our streams in its stdio are its now: stop reading them at once.
-  for _, e in ipairs(policy.stdio) do
-    if getmetatable(e) == stream.Stream and e.readable then
-      child._handed_in[#child._handed_in + 1] = e
-      e:_hand_over(child)
-    end
-  end
-  local failed, ch
-  for i = 1, #policy.stdio do
-    local p = parent[i]
-    if p and failed then
-      core.close_fd(p.fd)
-    elseif p and p.ipc then
-      local msg, code
-      ch, msg, code = core.channel_open(core_loop, p.fd,
-                                        policy.max_message_size,
-                                        channel.HIGH_WATER_MARK)
-      if not ch then
-        core.close_fd(p.fd)
-        failed = Error.from_core(("%s '%s': cannot open the IPC channel")
-                                 :format(fname, file), msg, code)
-      end
-    elseif p then
-      local h, msg, code = core.pipe_open(core_loop, p.fd)
-      if not h then
-        core.close_fd(p.fd)
-        failed = Error.from_core(("%s '%s': cannot watch stdio[%d]")
-                                 :format(fname, file, i), msg, code)
-      else
-        child:_add_stream(i, stream.new(h, p.readable, p.writable))
-      end
-    end
-  end
-  if failed then
+  child:_take_streams(policy.stdio)
+  local handles, err, code = M.open_ends(default_loop, parent,
+    #policy.stdio, policy.max_message_size, ("%s '%s'"):format(fname, file))
+  if not handles then
     -- It started, but we cannot talk to it: it must not run unwatched.
-    kill_tree(child, 9)
-    for _, s in pairs(child.stdio) do s:destroy() end
-    if ch then ch:close() end
-    return Error.fail(failed)
+    child:_kill_tree(9)
+    return nil, err, code
   end
-  child.stdin, child.stdout, child.stderr =
-    child.stdio[1] or nil, child.stdio[2] or nil, child.stdio[3] or nil
-  if ch then
-    -- The child's "close" waits for its channel as for its output.
-    child._open_streams = child._open_streams + 1
-    channel.attach(child, ch, function()
-      child._open_streams = child._open_streams - 1
-      child:_maybe_close()
-    end)
-  end
+  child:_open_stdio(handles, parent)
   if policy.timeout and policy.timeout > 0 then
-    local t = core.timer_new(core_loop)
-    t:unref()
-    t:start(policy.timeout, 0, function()
-      t:close()
-      child._timer = nil
-      -- the tree, as exec does: a grandchild must not outlive the timeout
-      if kill_tree(child, child._kill_signal) then child.timed_out = true end
-    end)
-    child._timer = t
+    child:_start_timeout(policy.timeout)
   end
   defer(function() child:emit("spawn") end)
   return child
 end
 
 --- brood.spawn(file, args?, opts?) -> child | nil, err, code
-local function spawn(file, args, opts)
-  local a, o, n = M.split_args("spawn", args, opts)
-  n = n or 3
-  o = check.options("spawn", n, o, M.SPAWN_OPTIONS)
-  return M.spawn_child("spawn", n, file, a, o)
+function M.spawn(file, args, opts)
+  local argv, options, opts_at = M.split_args("spawn", args, opts)
+  opts_at = opts_at or 3
+  options = check.options("spawn", opts_at, options, M.SPAWN_OPTIONS)
+  return M.spawn_child("spawn", opts_at, file, argv, options)
 end
-M.spawn = check.entry(spawn)
 
 -- ----- the child ----------------------------------------------------------
+
+channel.extend(Child)
+
+-- Our streams in its stdio are its now: stop reading them at once.
+function Child:_take_streams(entries)
+  for _, e in ipairs(entries) do
+    if stream.is_stream(e) and e.readable then
+      self._handed_in[#self._handed_in + 1] = e
+      e:_hand_over(self)
+    end
+  end
+end
+
+-- The parent's ends become the child's streams and Channel.
+function Child:_open_stdio(handles, parent)
+  local ch
+  for i, h in pairs(handles) do
+    local p = parent[i]
+    if p.ipc then
+      ch = h
+    else
+      self:_add_stream(i, stream.new(h, p.readable, p.writable))
+    end
+  end
+  self.stdin, self.stdout, self.stderr =
+    self.stdio[1] or nil, self.stdio[2] or nil, self.stdio[3] or nil
+  if ch then self:_open_channel(ch) end
+end
+
+-- The child's "close" waits for its channel as for its output.
+function Child:_open_channel(h)
+  self._open_streams = self._open_streams + 1
+  self._channel = channel.new(self, h, M.IPC_HANDLES, function()
+    self._open_streams = self._open_streams - 1
+    self:_maybe_close()
+  end)
+end
+
+-- spawn's timeout: kill the tree, as exec does (a grandchild must not
+-- outlive the timeout).
+function Child:_start_timeout(ms)
+  local t = core.timer_new(default_loop)
+  t:unref()
+  t:start(ms, 0, function()
+    t:close()
+    self._timer = nil
+    if self:_kill_tree(self._kill_signal) then self.timed_out = true end
+  end)
+  self._timer = t
+end
 
 function Child:_add_stream(i, s)
   self.stdio[i] = s
@@ -472,11 +550,18 @@ function Child:_uncount(s, later)
   if later then defer(self._maybe_close, self) else self:_maybe_close() end
 end
 
-function Child:_on_exit(code, signum, maxrss_kb, utime, stime, duration)
-  self.exit_code = code
-  self.signal_code = signum and (core.signame(signum) or signum) or nil
-  self.rusage = {maxrss_kb = maxrss_kb, utime = utime, stime = stime}
-  self.duration = duration
+-- A one-shot timer of the child's, unref'd (the child keeps the loop).
+local function child_timer(ms, fn)
+  local t = core.timer_new(default_loop)
+  t:unref()
+  t:start(ms, 0, function() t:close() fn() end)
+  return t
+end
+
+function Child:_on_exit(...)
+  local status = M.exit_status(...)
+  self.exit_code, self.signal_code = status.code, status.signal
+  self.rusage, self.duration = status.rusage, status.duration
   self._exited = true
   if self._timer then self._timer:close() self._timer = nil end
   if self._grace_timer then self._grace_timer:close() self._grace_timer = nil end
@@ -486,16 +571,12 @@ function Child:_on_exit(code, signum, maxrss_kb, utime, stime, duration)
     -- A descendant that escaped the tree kill may hold our pipes for as
     -- long as it likes: give it a moment, then stop reading (what it
     -- held is closed on our side), so wait() ends with the child.
-    local t = core.timer_new(core_loop)
-    t:unref()
-    t:start(M.DRAIN_AFTER_KILL_MS, 0, function()
-      t:close()
+    self._drain_timer = child_timer(M.DRAIN_AFTER_KILL_MS, function()
       self._drain_timer = nil
       for _, s in pairs(self.stdio) do
         if s._counted and not s.closed then s:_give_up() end
       end
     end)
-    self._drain_timer = t
   end
   self:emit("exit", self.exit_code, self.signal_code)
   self:_maybe_close()
@@ -520,66 +601,41 @@ function Child:_maybe_close()
   for i = 1, #waiters do waiters[i]() end
 end
 
--- Signal the child's whole process tree: its group where it leads one,
--- else it and its descendants. True if the child was signalled.
-function kill_tree(self, num)
+-- Signal the child's whole process tree. True if the child was
+-- signalled; false, and core's message and code, if not.
+function Child:_kill_tree(num)
   if self._exited or self._proc == nil then return false end
-  local ok
-  if self._leads_group then
-    ok = self._proc:kill_group(num)
-  else
-    -- collect the tree first: once the child dies its children move
-    local pids = core.descendants(self.pid)
-    ok = self._proc:kill(num)
-    for _, pid in ipairs(pids) do core.kill(pid, num) end
-  end
+  local ok, msg, code = M.kill_tree(self._proc, self.pid, self._leads_group,
+                                    num)
   if ok then self.killed = true end
-  return ok and true or false
+  return ok and true or false, msg, code
 end
 
 --- Send a signal (default "SIGTERM"); with {tree = true} to the child's
 -- whole process tree. False (and nothing sent) once the child has exited.
-local function kill(self, sig, opts)
-  local num = loop.signum("kill", 1, sig or "SIGTERM")
+function Child:kill(sig, opts)
+  local num = check.signal("kill", 1, sig or "SIGTERM")
   if opts ~= nil then check.options("kill", 2, opts, {tree = "boolean"}) end
   if self._exited or self._proc == nil then return false end
   local ok, msg, code
   if opts and opts.tree then
-    if self._leads_group then
-      ok, msg, code = self._proc:kill_group(num)
-    else
-      local pids = core.descendants(self.pid)
-      ok, msg, code = self._proc:kill(num)
-      for _, pid in ipairs(pids) do core.kill(pid, num) end
-    end
+    ok, msg, code = self:_kill_tree(num)
   else
     ok, msg, code = self._proc:kill(num)
+    if ok then self.killed = true end
   end
-  if ok then
-    self.killed = true
-    return true
-  end
-  if ok == nil then
+  if ok then return true end
+  if msg ~= nil then
     return false, Error.from_core("kill", msg, code, {syscall = "kill"}), code
   end
   return false
-end
-local checked_kill = check.entry(kill)
-function Child:kill(sig, opts)
-  if getmetatable(self) ~= Child then
-    check_self(self, Child, "child", "kill")
-  end
-  return checked_kill(self, sig, opts)  -- a tail call: errors at the caller
 end
 
 --- Wait for "close": returns exit_code, signal_code. Output nobody reads
 -- is kept in the streams' buffers meanwhile, so the child cannot block;
 -- a stream handed to another child is left to that child.
 function Child:wait()
-  if getmetatable(self) ~= Child then
-    check_self(self, Child, "child", "wait")
-  end
-  must_wait(1)
+  must_wait()
   if not self._closed then
     for _, s in pairs(self.stdio) do
       if s.readable then s:_drain() end
@@ -591,65 +647,55 @@ function Child:wait()
   return self.exit_code, self.signal_code
 end
 
---- Let the loop end while the child runs (and back).
+--- Let the loop end while the child runs (and back). The channel, if
+-- any, follows: kept alive (or not) whatever listens.
 function Child:unref()
-  if getmetatable(self) ~= Child then
-    check_self(self, Child, "child", "unref")
-  end
   if self._proc then self._proc:unref() end
   for _, s in pairs(self.stdio) do s:unref() end
+  if self._channel then self._channel:keep_alive(false) end
   return self
 end
 
 function Child:ref()
-  if getmetatable(self) ~= Child then
-    check_self(self, Child, "child", "ref")
-  end
   if self._proc then self._proc:ref() end
   for _, s in pairs(self.stdio) do s:ref() end
+  if self._channel then self._channel:keep_alive(true) end
   return self
 end
 
--- on/once/off with a dot raise too (tail calls: the emitter's own
--- argument errors still point at the caller).
-for _, name in ipairs({"on", "once", "off"}) do
-  local method = Child[name]
-  Child[name] = function(self, ...)
-    if getmetatable(self) ~= Child then
-      check_self(self, Child, "child", name)
-    end
-    return method(self, ...)
-  end
+-- A public method called with a dot (child.wait()) raises at the
+-- caller's line.
+check.methods(Child, "child", {"kill", "wait", "unref", "ref", "on", "once",
+                               "off"})
+
+-- Inside a plain callback: no waiting; SIGKILL later if still alive.
+function Child:_kill_later()
+  if self._exited or self._grace_timer then return end
+  local t = core.timer_new(default_loop)
+  t:start(self._kill_grace, 0, function()
+    t:close()
+    self._grace_timer = nil
+    self:_kill_tree(9)
+  end)
+  self._grace_timer = t
 end
 
 --- `local child <close> = brood.spawn(...)`: kill the tree with
 -- kill_signal, wait kill_grace ms, SIGKILL what is left, and reap.
 function Child:__close()
   if self._closed or self._proc == nil then return end
-  if not self._exited then kill_tree(self, self._kill_signal) end
-  if not loop.can_wait() then
-    -- inside a plain callback: no waiting; SIGKILL later if still alive
-    if not self._exited and not self._grace_timer then
-      local t = core.timer_new(core_loop)
-      t:start(self._kill_grace, 0, function()
-        t:close()
-        self._grace_timer = nil
-        kill_tree(self, 9)
-      end)
-      self._grace_timer = t
-    end
-    return
-  end
+  if not self._exited then self:_kill_tree(self._kill_signal) end
+  if not tasks.can_wait() then return self:_kill_later() end
   if not self._exited then
     local exited = await(function(done)
-      local t = core.timer_new(core_loop)
+      local t = core.timer_new(default_loop)
       t:start(self._kill_grace, 0, function() t:close() done(false) end)
       self:once("exit", function()
         if not t:is_closed() then t:close() end
         done(true)
       end)
     end)
-    if not exited then kill_tree(self, 9) end
+    if not exited then self:_kill_tree(9) end
   end
   for _, s in pairs(self.stdio) do
     if not s.closed then s:destroy() end

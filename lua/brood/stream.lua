@@ -13,17 +13,18 @@
 -- is kept in `stream.error` and later writes fail with it.
 -- @module brood.stream
 local loop = require "brood.loop"
+local tasks = require "brood.tasks"
 local emitter = require "brood.emitter"
 local Error = require "brood.error"
 local check = require "brood.check"
+local queue = require "brood.queue"
 
 local M = {}
 
 local READ_HWM = 64 * 1024
 local WRITE_HWM = 16 * 1024
 local concat = table.concat
-local defer, await, must_wait = loop.defer, loop.await, loop.must_wait
-local getmetatable, check_self = getmetatable, check.self
+local defer, await, must_wait = loop.defer, tasks.await, tasks.must_wait
 
 -- "connect" is a socket's (brood.net): sockets are streams.
 local Stream = emitter.extend({__name = "brood.Stream"},
@@ -31,29 +32,31 @@ local Stream = emitter.extend({__name = "brood.Stream"},
 Stream.__index = Stream
 M.Stream = Stream
 
--- A method called with a dot (stream.write(x)) raises at the caller's
--- line (check.self); each method tests `getmetatable(self) ~= Stream`
--- first, so the common case costs one compare.
+--- Is v a stream (a Stream, or a socket of brood.net)?
+function M.is_stream(v)
+  return getmetatable(v) == Stream or check.is_a(v, Stream)
+end
 
---- Wrap a core stream handle. readable/writable say which sides exist.
-function M.new(handle, readable, writable)
+--- Wrap a core stream handle. readable/writable say which sides exist;
+-- `class` is Stream or a class below it (brood.net's Socket).
+function M.new(handle, readable, writable, class)
   local self = setmetatable({
     _h = handle,
     readable = readable and true or false,
     writable = writable and true or false,
     closed = false,
-    _buf = {}, _bhead = 1, _btail = 0, _buffered = 0,
+    _buf = queue.new(), _buffered = 0,  -- chunks read, and their bytes
     _eof = not readable,
     _ended = false,
     _flowing = false, _paused = false, _collect = false,
     _reading = false,
-    _readers = {},       -- pending read() callers
+    _readers = queue.new(),  -- pending read() callers
     _eof_waiters = {},   -- read_all() callers
     _close_waiters = {},
     _need_drain = false,
     _ending = false,     -- close() called on the writable side
     _shut = not writable,  -- write side finished
-  }, Stream)
+  }, class or Stream)
   if readable then self:_update_reading() end
   return self
 end
@@ -67,7 +70,7 @@ end
 
 function Stream:_want_read()
   if self._eof or self.closed or self._handed then return false end
-  return self._flowing or #self._readers > 0 or self._collect or
+  return self._flowing or self._readers.length > 0 or self._collect or
          (not self._paused and self._buffered < READ_HWM)
 end
 
@@ -121,27 +124,27 @@ function Stream:_receiver_gone(receiver)
 end
 
 function Stream:_push(chunk)
-  local t = self._btail + 1
-  self._btail = t
-  self._buf[t] = chunk
+  self._buf:push(chunk)
   self._buffered = self._buffered + #chunk
 end
 
 function Stream:_shift()
-  local h = self._bhead
-  if h > self._btail then return nil end
-  local chunk = self._buf[h]
-  self._buf[h] = nil
-  self._bhead = h + 1
-  self._buffered = self._buffered - #chunk
+  local chunk = self._buf:shift()
+  if chunk ~= nil then self._buffered = self._buffered - #chunk end
   return chunk
+end
+
+-- Everything buffered, taken out as one string.
+function Stream:_take_buffered()
+  self._buffered = 0
+  return concat(self._buf:take_all())
 end
 
 function Stream:_on_read(chunk, code)
   if chunk ~= nil then
     local readers = self._readers
-    if #readers > 0 then
-      table.remove(readers, 1)(chunk)
+    if readers.length > 0 then
+      readers:shift()(chunk)
     elseif self._flowing then
       self:emit("data", chunk)
     else
@@ -171,8 +174,7 @@ end
 
 -- EOF: a pending read() gets nil, a pending read_all() returns.
 function Stream:_wake_at_eof()
-  local readers = self._readers
-  self._readers = {}
+  local readers = self._readers:take_all()
   for i = 1, #readers do readers[i](nil) end
   local waiters = self._eof_waiters
   self._eof_waiters = {}
@@ -180,7 +182,7 @@ function Stream:_wake_at_eof()
 end
 
 function Stream:_maybe_end()
-  if self._eof and not self._ended and self._bhead > self._btail and
+  if self._eof and not self._ended and self._buf.length == 0 and
      self.readable then
     self._ended = true
     self:emit("end")
@@ -208,9 +210,6 @@ end
 --- Flowing mode: "data" events (starts by itself on the first "data"
 -- listener).
 function Stream:resume()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "resume")
-  end
   self:_reclaim()
   self._flowing, self._paused = true, false
   defer(self._flow, self)
@@ -219,30 +218,21 @@ end
 
 --- Stop "data" events and reading: the child blocks once the pipe fills.
 function Stream:pause()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "pause")
-  end
   self._flowing, self._paused = false, true
   if self.readable then self:_update_reading() end
   return self
 end
 
 function Stream:is_paused()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "is_paused")
-  end
   return self._paused
 end
 
 --- Next chunk (a waiting operation); nil at EOF; nil, err, code after a
 -- read error.
 function Stream:read()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "read")
-  end
-  must_wait(1)
+  must_wait()
   if not self.readable then
-    error("brood.Stream: read() on a stream that is not readable", 2)
+    check.raise("brood.Stream: read() on a stream that is not readable")
   end
   self:_reclaim()
   local chunk = self:_shift()
@@ -253,7 +243,7 @@ function Stream:read()
   end
   if not self._eof then
     chunk = await(function(done)
-      self._readers[#self._readers + 1] = done
+      self._readers:push(done)
       self:_update_reading()
     end)
     if chunk ~= nil then return chunk end
@@ -266,12 +256,9 @@ end
 --- Everything up to EOF as one string (a waiting operation); nil, err,
 -- code after a read error.
 function Stream:read_all()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "read_all")
-  end
-  must_wait(1)
+  must_wait()
   if not self.readable then
-    error("brood.Stream: read_all() on a stream that is not readable", 2)
+    check.raise("brood.Stream: read_all() on a stream that is not readable")
   end
   self:_reclaim()
   self._collect = true
@@ -281,12 +268,10 @@ function Stream:read_all()
       self:_update_reading()
     end)
   end
-  local parts = {}
-  for i = self._bhead, self._btail do parts[#parts + 1] = self._buf[i] end
-  self._buf, self._bhead, self._btail, self._buffered = {}, 1, 0, 0
+  local all = self:_take_buffered()
   self:_maybe_end()
   if self.error then return Error.fail(self.error) end
-  return concat(parts)
+  return all
 end
 
 --- Read everything into the buffer from now on, ignoring the high-water
@@ -302,13 +287,10 @@ end
 -- Linear in the input: each chunk is scanned from a position, never
 -- copied again per line; a line spread over chunks is joined once.
 function Stream:lines()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "lines")
-  end
   local chunk, pos = "", 1  -- the current chunk and where its rest starts
   local parts = {}          -- the start of a line begun in earlier chunks
   return function()
-    must_wait(1)
+    must_wait()
     while true do
       local nl = chunk:find("\n", pos, true)
       if nl then
@@ -339,11 +321,8 @@ end
 --- Send everything to `dest` (a writable), respecting its backpressure;
 -- closes dest at EOF unless opts.close == false. Returns dest.
 function Stream:pipe(dest, opts)
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "pipe")
-  end
   if type(dest) ~= "table" or type(dest.write) ~= "function" then
-    error("bad argument #1 to 'pipe' (writable stream expected)", 2)
+    check.fail("pipe", 1, "writable stream expected")
   end
   self:on("data", function(chunk)
     if dest:write(chunk) == false then
@@ -365,70 +344,67 @@ local function deliver_write_error(self, err, cb)
   elseif self:listener_count("error") > 0 then self:emit("error", err) end
 end
 
---- Queue data for writing: true while under the high-water mark, false
--- above it ("drain" follows); `cb(err)` once written. Returns nil, err,
--- code when the stream failed or ended before.
-function Stream:write(data, cb)
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "write")
+-- The callback of one core write: cb(err) and "drain", or the failure.
+local function on_written(self, cb, errcode)
+  if errcode ~= nil then
+    if errcode ~= "ECANCELED" then
+      deliver_write_error(self, stream_error(self, errcode, "write"), cb)
+      self:destroy()
+    elseif self._gone and cb then
+      -- queued when the child went (_peer_gone): it gets EPIPE too
+      cb(self.error)
+    end
+    return
   end
-  if not self.writable then
-    error("brood.Stream: write() on a stream that is not writable", 2)
+  if cb then cb(nil) end
+  if self._need_drain and not self.closed and
+     self._h:write_queue_size() == 0 then
+    self._need_drain = false
+    self:emit("drain")
   end
-  if type(data) ~= "string" then
-    error(("bad argument #1 to 'write' (string expected, got %s)")
-          :format(type(data)), 2)
-  end
-  if cb ~= nil and type(cb) ~= "function" then
-    error(("bad argument #2 to 'write' (function expected, got %s)")
-          :format(type(cb)), 2)
-  end
+end
+
+-- Why a write cannot be queued (a failure before, or the end), or nil.
+local function write_refused(self)
   local err = self.error
   if err == nil and (self._ending or self.closed) then
     err = Error.new({message = "write after end",
                      code = "ERR_STREAM_WRITE_AFTER_END"})
   end
-  if err ~= nil then
-    if cb then defer(cb, err) end
-    return Error.fail(err)
+  return err
+end
+
+--- Queue data for writing: true while under the high-water mark, false
+-- above it ("drain" follows); `cb(err)` once written. Returns nil, err,
+-- code when the stream failed or ended before.
+function Stream:write(data, cb)
+  if not self.writable then
+    check.raise("brood.Stream: write() on a stream that is not writable")
   end
-  local h = self._h
-  local ok, msg, code = h:write(data, function(errcode)
-    if errcode ~= nil then
-      if errcode ~= "ECANCELED" then
-        deliver_write_error(self, stream_error(self, errcode, "write"), cb)
-        self:destroy()
-      elseif self._gone and cb then
-        -- queued when the child went (_peer_gone): it gets EPIPE too
-        cb(self.error)
-      end
-      return
+  if type(data) ~= "string" then
+    check.fail("write", 1, ("string expected, got %s"):format(type(data)))
+  end
+  check.func("write", 2, cb, true)
+  local err = write_refused(self)
+  if err == nil then
+    local ok, msg, code = self._h:write(data, function(errcode)
+      on_written(self, cb, errcode)
+    end)
+    if ok then
+      if self._h:write_queue_size() < WRITE_HWM then return true end
+      self._need_drain = true
+      return false
     end
-    if cb then cb(nil) end
-    if self._need_drain and not self.closed and h:write_queue_size() == 0 then
-      self._need_drain = false
-      self:emit("drain")
-    end
-  end)
-  if not ok then
     err = Error.from_core("write", msg, code, {syscall = "write"})
     self.error = err
-    if cb then defer(cb, err) end
     self:destroy()
-    return Error.fail(err)
   end
-  if h:write_queue_size() >= WRITE_HWM then
-    self._need_drain = true
-    return false
-  end
-  return true
+  if cb then defer(cb, err) end
+  return Error.fail(err)
 end
 
 --- Bytes queued and not yet handed to the kernel.
 function Stream:pending_bytes()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "pending_bytes")
-  end
   if self.closed then return 0 end
   return self._h:write_queue_size()
 end
@@ -437,9 +413,6 @@ end
 -- the stream closes when both sides are done. Readable only: stop
 -- reading and close now.
 function Stream:close(data, cb)
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "close")
-  end
   if type(data) == "function" and cb == nil then data, cb = nil, data end
   if self.closed then
     if cb then defer(cb) end
@@ -488,36 +461,24 @@ end
 
 --- Close at once: unread data and unwritten bytes are dropped.
 function Stream:destroy()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "destroy")
-  end
   self._ending = true
   self._shut = true
-  self._buf, self._bhead, self._btail, self._buffered = {}, 1, 0, 0
+  self:_take_buffered()
   self:_close_handle()
   return self
 end
 
 --- The OS fd under the stream (e.g. to pass it as another child's stdio).
 function Stream:fileno()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "fileno")
-  end
   if self.closed then return nil end
   return self._h:fileno()
 end
 
 function Stream:ref()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "ref")
-  end
   if not self.closed then self._h:ref() end
 end
 
 function Stream:unref()
-  if getmetatable(self) ~= Stream then
-    check_self(self, Stream, "stream", "unref")
-  end
   if not self.closed then self._h:unref() end
 end
 
@@ -542,16 +503,10 @@ function Stream:_peer_gone()
   self:destroy()
 end
 
--- on/once/off with a dot raise too (tail calls: the emitter's own
--- argument errors still point at the caller).
-for _, name in ipairs({"on", "once", "off"}) do
-  local method = Stream[name]
-  Stream[name] = function(self, ...)
-    if getmetatable(self) ~= Stream then
-      check_self(self, Stream, "stream", name)
-    end
-    return method(self, ...)
-  end
-end
+-- A public method called with a dot (stream.write(x)) raises at the
+-- caller's line.
+check.methods(Stream, "stream", {"resume", "pause", "is_paused", "read",
+  "read_all", "lines", "pipe", "write", "pending_bytes", "close", "destroy",
+  "fileno", "ref", "unref", "on", "once", "off"})
 
 return M

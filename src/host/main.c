@@ -158,59 +158,41 @@ typedef struct {
   int status;
 } host_args_t;
 
-static int pmain(lua_State* L) {
-  host_args_t* h = (host_args_t*)lua_touserdata(L, 1);
-  int argc = h->argc, script = 0, i;
-  char** argv = h->argv;
-  h->status = 1;
-  luaL_checkversion(L);
-  luaL_openlibs(L);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_brood_core);
-  lua_setfield(L, -2, "brood.core");
-  lua_pop(L, 1);
-  add_module_paths(L);
-
-  /* First pass: find where the script starts and check the options. */
-  for (i = 1; i < argc; i++) {
+/* First pass: where the script starts (0: none), or -1 after printing
+** the usage for a bad option. */
+static int find_script(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
     const char* a = argv[i];
-    if (a[0] != '-' || strcmp(a, "-") == 0) {
-      script = i;
-      break;
-    }
-    if (strcmp(a, "--") == 0) {
-      script = i + 1 < argc ? i + 1 : 0;
-      break;
-    }
+    if (a[0] != '-' || strcmp(a, "-") == 0) return i;
+    if (strcmp(a, "--") == 0) return i + 1 < argc ? i + 1 : 0;
     if ((a[1] == 'e' || a[1] == 'l')) {
       if (a[2] == '\0' && ++i >= argc) {  /* "-e stat" or "-estat" */
         usage();
-        return 0;
+        return -1;
       }
     } else if (strcmp(a, "-v") != 0) {
       fprintf(stderr, "%s: unrecognized option '%s'\n", progname, a);
       usage();
-      return 0;
+      return -1;
     }
   }
-  /* no script: arg[0] is the host itself and arg[1..] its options, as
-  ** lua.c does */
-  create_arg_table(L, argv, argc, script);
+  return 0;
+}
 
-  /* Second pass: run the options in order, as lua.c does. */
-  int ran_something = 0;
-  int last = script > 0 ? script : argc;
-  for (i = 1; i < last; i++) {
+/* Second pass: run the options before `last` in order, as lua.c does.
+** Returns 0 after an error (reported), else 1; *ran is set if one ran. */
+static int run_options(lua_State* L, char** argv, int last, int* ran) {
+  for (int i = 1; i < last; i++) {
     const char* a = argv[i];
     if (strcmp(a, "--") == 0) break;
     if (strcmp(a, "-v") == 0) {
       printf("brood %s (%s, libuv %s)\n", BROOD_VERSION, LUA_RELEASE,
              uv_version_string());
       fflush(stdout);
-      ran_something = 1;
+      *ran = 1;
     } else if (a[1] == 'e') {
       const char* chunk = a[2] != '\0' ? a + 2 : argv[++i];
-      ran_something = 1;
+      *ran = 1;
       if (report(L, luaL_loadbuffer(L, chunk, strlen(chunk), "=(command line)"))
           != LUA_OK || report(L, docall(L, 0, 0)) != LUA_OK)
         return 0;
@@ -222,23 +204,51 @@ static int pmain(lua_State* L) {
       lua_setglobal(L, mod);
     }
   }
+  return 1;
+}
 
+/* Run the script (argv[script], "-" for stdin) with its arguments, or,
+** with no script and nothing run yet, stdin when it is not a terminal.
+** Returns 0 after an error or the usage, else 1. */
+static int run_script(lua_State* L, int argc, char** argv, int script,
+                      int ran) {
   if (script > 0) {
     const char* fname = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
     if (report(L, luaL_loadfile(L, fname)) != LUA_OK) return 0;
     int nargs = argc - script - 1;
     luaL_checkstack(L, nargs, "too many arguments to script");
-    for (i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-    if (report(L, docall(L, nargs, 0)) != LUA_OK) return 0;
-  } else if (!ran_something) {
-    if (isatty(STDIN_FILENO)) {
-      usage();
-      return 0;
-    }
-    if (report(L, luaL_loadfile(L, NULL)) != LUA_OK ||
-        report(L, docall(L, 0, 0)) != LUA_OK)
-      return 0;
+    for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+    return report(L, docall(L, nargs, 0)) == LUA_OK;
   }
+  if (ran) return 1;
+  if (isatty(STDIN_FILENO)) {
+    usage();
+    return 0;
+  }
+  return report(L, luaL_loadfile(L, NULL)) == LUA_OK &&
+         report(L, docall(L, 0, 0)) == LUA_OK;
+}
+
+static int pmain(lua_State* L) {
+  host_args_t* h = (host_args_t*)lua_touserdata(L, 1);
+  int argc = h->argc;
+  char** argv = h->argv;
+  h->status = 1;
+  luaL_checkversion(L);
+  luaL_openlibs(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_brood_core);
+  lua_setfield(L, -2, "brood.core");
+  lua_pop(L, 1);
+  add_module_paths(L);
+  int script = find_script(argc, argv);
+  if (script < 0) return 0;
+  /* no script: arg[0] is the host itself and arg[1..] its options, as
+  ** lua.c does */
+  create_arg_table(L, argv, argc, script);
+  int ran = 0;
+  if (!run_options(L, argv, script > 0 ? script : argc, &ran)) return 0;
+  if (!run_script(L, argc, argv, script, ran)) return 0;
   if (run_loop_if_used(L) != LUA_OK) return 0;
   h->status = 0;
   return 0;
@@ -252,6 +262,7 @@ int main(int argc, char** argv) {
   brood__signal_released = on_signal_released;
 
   brood__host_mode = 1;
+  brood__setup_process();  /* before any fd of ours (scripts call it too) */
   lua_State* L = luaL_newstate();
   if (L == NULL) {
     fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
