@@ -1,0 +1,3 @@
+-- W7 worker: the trivial task, returned as it came.
+local brood = require "brood"
+brood.worker(function(x) return x end)
