@@ -15,33 +15,20 @@ do
     pidfd = no_pidfd == nil or no_pidfd == "" or no_pidfd == "0",
   }
 end
-local loop = require "brood.loop"
-local tasks = require "brood.tasks"
-local Error = require "brood.error"
-local process = require "brood.process"
-
-local brood = {
-  _VERSION = "brood 0.1.0",
-  Error = Error.Error,
-
-  run = tasks.run,
-  stop = loop.stop,
-  go = tasks.go,
-  sleep = tasks.sleep,
-  set_timeout = loop.set_timeout,
-  set_interval = loop.set_interval,
-  now = loop.now,
-  hrtime = loop.hrtime,
-  on_signal = loop.on_signal,
-  kill = loop.kill,
-  current_task = tasks.current,
-
-  spawn = process.spawn,
-}
-
--- The rest loads on first use: a script that only spawns pays for no
--- more. Each entry: the module, and the field of it (none: the module).
+-- Everything loads on first use: `require "brood"` reads no other Lua
+-- file, so a script that runs often (a hook, a cron job) pays only for
+-- what it touches. Each entry: the module, and the field of it (none: the
+-- module itself).
 local lazy = {
+  Error = {"brood.error", "Error"},
+  go = {"brood.tasks", "go"},
+  sleep = {"brood.tasks", "sleep"}, current_task = {"brood.tasks", "current"},
+  stop = {"brood.loop", "stop"},
+  set_timeout = {"brood.loop", "set_timeout"},
+  set_interval = {"brood.loop", "set_interval"},
+  now = {"brood.loop", "now"},
+  on_signal = {"brood.loop", "on_signal"}, kill = {"brood.loop", "kill"},
+  spawn = {"brood.process", "spawn"},
   exec = {"brood.exec", "exec"}, exec_file = {"brood.exec", "exec_file"},
   spawn_sync = {"brood.sync", "spawn_sync"},
   exec_sync = {"brood.sync", "exec_sync"},
@@ -53,6 +40,21 @@ local lazy = {
   pool = {"brood.pool", "pool"},
   worker = {"brood.worker", "worker"},
 }
+
+local brood = {
+  _VERSION = "brood 0.1.0",
+  hrtime = core.hrtime,
+}
+
+--- brood.run([fn]): with nothing ever started (the loop module not even
+-- loaded: the host calls this after every script), there is nothing to
+-- run, and nothing is loaded for it.
+function brood.run(fn)
+  if fn == nil and package.loaded["brood.loop"] == nil then return end
+  local run = require("brood.tasks").run
+  brood.run = run
+  return run(fn)
+end
 
 setmetatable(brood, {
   __index = function(t, k)
