@@ -12,10 +12,14 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "private.h"
 
@@ -87,19 +91,44 @@ static void tick_run(brood_job_t* job) {
   if (brood__push_ref(loop, loop->tick_ref)) brood__call(loop, 0);
 }
 
+/* Whether a turn made progress (a Lua callback ran) or the run ends. */
+static int turn_done(brood_loop_t* loop, uint64_t calls, int alive) {
+  return loop->calls != calls || !alive || loop->stop_requested;
+}
+
 /* ----- spinning --------------------------------------------------------
 ** Before blocking in the poll, spin a little with non-blocking turns:
 ** a peer process that answers within microseconds (IPC ping-pong, a pool
 ** worker) is then served without a sleep and a wake-up through the
-** kernel, which cost far more than the spin on most machines. The budget
-** adapts: after a block that turned out shorter than the ceiling it is
-** the ceiling (spinning would have caught it), after a longer one it
-** halves, so a loop that mostly waits soon blocks at once. A loop spins
+** kernel, which cost far more than the spin on most machines. A loop spins
 ** only while something holds it spinning (an open IPC channel: a spawned
 ** child, on the other hand, starts on this CPU and a spin would delay it).
-** core.configure{spin_us =} sets the ceiling (default 100; 0: off). */
+** core.configure{spin_us =} sets the ceiling (default 100; 0: off).
+**
+** A spin pays only while the peer runs on another CPU. When it must share
+** ours (both pinned to one CPU, more runnable processes than CPUs), every
+** microsecond spun is taken from the answer we wait for. So:
+** - the budget adapts to the waits: after a block shorter than the
+**   ceiling (a spin would have caught it) it is the ceiling, after a
+**   longer one it halves, so a loop that mostly waits soon blocks at once;
+** - a process allowed on one CPU only never spins (sched_getaffinity,
+**   read again every second: taskset may change it);
+** - the spin yields the CPU between its turns. A yield that comes back
+**   late means another task ran on this CPU: the CPU is contended, and
+**   spinning backs off, blocking at once for the next 1, 2, 4 ... 1024
+**   turns (doubling while probes stay contended), until a spin wins with
+**   the CPU to itself. Turns, not time: false alarms (an interrupt, a
+**   short task) then cost one turn, not milliseconds. */
 
 static uint64_t spin_ceiling = 100 * 1000;  /* ns */
+
+/* A sched_yield() that switches to nothing returns in 1-2 us, even in a
+** VM; one that let another task run costs two context switches and that
+** task's run (an IPC peer's answer: well above this). */
+#define SPIN_YIELD_SWITCHED_NS (5 * 1000)
+#define SPIN_SKIP_MAX 1024
+#define SPIN_CPUS_REFRESH_NS (1000 * 1000 * 1000ULL)
+#define SPIN_LOAD_NS (10 * 1000 * 1000)
 
 void brood__loop_set_spin(int64_t ceiling_us) {
   spin_ceiling = ceiling_us > 0 ? (uint64_t)ceiling_us * 1000 : 0;
@@ -107,6 +136,107 @@ void brood__loop_set_spin(int64_t ceiling_us) {
 
 void brood__loop_spin_hold(brood_loop_t* loop, int delta) {
   loop->spin_holds += delta;
+}
+
+/* CPUs this process may run on (2 where that cannot be told: spin). */
+static int spin_cpu_count(void) {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+#endif
+  return 2;
+}
+
+/* Tasks running or runnable right now, machine-wide, this one included
+** (/proc/loadavg's "running/total"); 0 where that cannot be told. */
+static int spin_runnable(void) {
+  char buf[128];
+  int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  int running = 0;
+  if (sscanf(buf, "%*s %*s %*s %d/", &running) != 1) return 0;
+  return running;
+}
+
+/* Whether the peer may find an idle CPU while this process spins: this
+** process may run on two CPUs or more, and the tasks running now (this
+** one and the peer among them) do not fill the machine's. Both are read
+** rarely (a second, SPIN_LOAD_NS): a spin costs less than reading them. */
+static int spin_room(brood_spin_t* s, uint64_t now) {
+  if (s->cpus_at == 0 || now - s->cpus_at > SPIN_CPUS_REFRESH_NS) {
+    s->cpus = spin_cpu_count();
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    s->online = online > 0 ? (int)online : s->cpus;
+    s->cpus_at = now;
+  }
+  if (s->cpus < 2) return 0;
+  if (s->load_at == 0 || now - s->load_at > SPIN_LOAD_NS) {
+    int running = spin_runnable();
+    s->load_room = running <= s->online;
+    s->load_at = now;
+  }
+  return s->load_room;
+}
+
+/* Whether to spin before this block. */
+static int spin_may(brood_loop_t* loop) {
+  brood_spin_t* s = &loop->spin;
+  if (loop->spin_holds == 0 || s->budget == 0) return 0;
+  if (s->skip > 0) {
+    s->skip--;
+    s->skipped++;
+    return 0;
+  }
+  if (!spin_room(s, uv_hrtime())) {
+    s->skipped++;
+    return 0;
+  }
+  return 1;
+}
+
+/* Spin for the budget: non-blocking turns until the turn is done (returns
+** 1) or the budget is spent, yielding the CPU between them after the first
+** SPIN_YIELD_AFTER_NS. A late yield stops it: someone else needs this
+** CPU, and the block that follows gives it up. */
+static int spin_run(brood_loop_t* loop, uint64_t calls, int* alive) {
+  brood_spin_t* s = &loop->spin;
+  uint64_t start = uv_hrtime(), now = start;
+  int contended = 0;
+  s->spins++;
+  while (!contended && now - start < s->budget) {
+    if (now - start >= spin_ceiling / 2) {
+      sched_yield();
+      uint64_t back = uv_hrtime();
+      contended = back - now > SPIN_YIELD_SWITCHED_NS;
+    }
+    *alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
+    if (turn_done(loop, calls, *alive)) break;
+    now = uv_hrtime();
+  }
+  if (contended) {  /* back off, longer each time in a row */
+    s->contended++;
+    s->skip = s->skip_next;
+    if (s->skip_next < SPIN_SKIP_MAX) s->skip_next *= 2;
+  }
+  if (!turn_done(loop, calls, *alive)) return 0;
+  if (!contended) {
+    s->won++;
+    s->skip_next = 1;
+  }
+  return 1;
+}
+
+/* After a block: if the wait was shorter than the ceiling, spinning would
+** have caught it: spin in full next time; else spin half as long. */
+static void spin_adapt(brood_loop_t* loop, uint64_t blocked_ns) {
+  brood_spin_t* s = &loop->spin;
+  s->blocks++;
+  if (blocked_ns < spin_ceiling) s->budget = spin_ceiling;
+  else s->budget /= 2;
 }
 
 /* ----- SIGINT under plain lua5.4 -----------------------------------------
@@ -228,6 +358,7 @@ static int loop_init(brood_loop_t* loop) {
   int err = uv_loop_init(&loop->uv);
   if (err != 0) return err;
   loop->error_ref = loop->tick_ref = LUA_NOREF;
+  loop->spin.skip_next = 1;
   uv_prepare_init(&loop->uv, &loop->jobs_prepare);
   loop->jobs_prepare.data = loop;
   loop->tick.run = tick_run;
@@ -361,27 +492,17 @@ static int loop_close(lua_State* L) {
   return 0;
 }
 
-static int turn_done(brood_loop_t* loop, uint64_t calls, int alive) {
-  return loop->calls != calls || !alive || loop->stop_requested;
-}
-
-/* One turn in "once" mode, spinning first while held: returns uv_run's
+/* One turn in "once" mode, spinning first when it may: returns uv_run's
 ** alive. */
 static int loop_turn(brood_loop_t* loop) {
   uint64_t calls = loop->calls;
   int alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
   if (turn_done(loop, calls, alive)) return alive;
   if (loop->spin_holds == 0) return uv_run(&loop->uv, UV_RUN_ONCE);
-  uint64_t start = uv_hrtime();
-  while (!turn_done(loop, calls, alive) && uv_hrtime() - start < loop->spin_ns)
-    alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
-  if (turn_done(loop, calls, alive)) return alive;
-  /* Block. If the wait turns out shorter than the ceiling, spinning would
-  ** have caught it: spin in full next time; else spin half as long. */
+  if (spin_may(loop) && spin_run(loop, calls, &alive)) return alive;
   uint64_t blocked = uv_hrtime();
   alive = uv_run(&loop->uv, UV_RUN_ONCE);
-  if (uv_hrtime() - blocked < spin_ceiling) loop->spin_ns = spin_ceiling;
-  else loop->spin_ns /= 2;
+  spin_adapt(loop, uv_hrtime() - blocked);
   return alive;
 }
 
@@ -465,6 +586,26 @@ static int loop_handle_count(lua_State* L) {
   return 1;
 }
 
+/* loop:spin_stats() -> {spins, won, contended, skipped}: spins started,
+** those that ended the turn with the CPU to themselves, those that found
+** it contended, and blocks that did not spin though held (backing off, or
+** one CPU). For the specs and for tuning. */
+static int loop_spin_stats(lua_State* L) {
+  brood_spin_t* s = &brood__check_loop(L, 1)->spin;
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)s->blocks);
+  lua_setfield(L, -2, "blocks");
+  lua_pushinteger(L, (lua_Integer)s->spins);
+  lua_setfield(L, -2, "spins");
+  lua_pushinteger(L, (lua_Integer)s->won);
+  lua_setfield(L, -2, "won");
+  lua_pushinteger(L, (lua_Integer)s->contended);
+  lua_setfield(L, -2, "contended");
+  lua_pushinteger(L, (lua_Integer)s->skipped);
+  lua_setfield(L, -2, "skipped");
+  return 1;
+}
+
 /* loop:set_tick(fn): fn runs before each poll while the tick is on. */
 static int loop_set_tick(lua_State* L) {
   brood_loop_t* loop = brood__check_loop(L, 1);
@@ -516,6 +657,7 @@ void brood__loop_open(lua_State* L) {
     {"alive", loop_alive},
     {"now", loop_now},
     {"handle_count", loop_handle_count},
+    {"spin_stats", loop_spin_stats},
     {"set_tick", loop_set_tick},
     {"tick", loop_tick},
     {NULL, NULL}

@@ -50,6 +50,21 @@ struct brood_job_s {
   brood_job_t* next;
 };
 
+/* A loop's spinning state (loop.c): the budget adapts to how long waits
+** last, and spinning backs off while it only takes the CPU from others. */
+typedef struct {
+  uint64_t budget;    /* ns to spin before the next block */
+  uint64_t cpus_at;   /* uv_hrtime() when `cpus` was read (0: never) */
+  int cpus;           /* CPUs this process may run on */
+  int online;         /* CPUs of the machine */
+  uint64_t load_at;   /* uv_hrtime() when `load_room` was read (0: never) */
+  int load_room;      /* fewer tasks running then than CPUs online */
+  int skip;           /* turns left that block at once (backing off) */
+  int skip_next;      /* turns to skip after the next contended spin */
+  /* counters, for loop:spin_stats() */
+  uint64_t spins, won, contended, skipped, blocks;
+} brood_spin_t;
+
 /* One loop: the default loop of the module or a private loop of a *_sync
 ** call. Lua callbacks run on `L`, the thread that called loop:run(). It
 ** holds only the loop's own state: the layers above reach it through jobs,
@@ -65,7 +80,7 @@ struct brood_loop_s {
   int handles;           /* open brood handles, for leak checks */
   int stop_requested;    /* stop() or an error: run() returns */
   uint64_t calls;        /* Lua callbacks run: progress, for spinning */
-  uint64_t spin_ns;      /* current spin budget before blocking */
+  brood_spin_t spin;     /* spinning before the poll (loop.c) */
   int spin_holds;        /* brood__loop_spin_hold: spinning pays off */
   brood_job_t* jobs_head;     /* scheduled jobs, oldest first */
   brood_job_t* jobs_tail;
