@@ -140,8 +140,12 @@ check.methods(Parent, "parent", {"unref", "ref", "on", "once", "off"})
 -- this script's own children do not take them for theirs.
 function M.parent()
   if M._parent ~= nil then return M._parent or nil end
-  local fd = tonumber(os.getenv("BROOD_CHANNEL_FD") or "")
-  if not fd then
+  local value = os.getenv("BROOD_CHANNEL_FD") or ""
+  -- `brood --channel=stdio` sets "stdio:IN:OUT": its stdin and stdout,
+  -- moved to these fds (brood.stdio_channel)
+  local fd_in, fd_out = value:match("^stdio:(%d+):(%d+)$")
+  local fd = tonumber(value)
+  if not fd and not fd_in then
     M._parent = false
     return nil
   end
@@ -149,7 +153,13 @@ function M.parent()
               channel.DEFAULT_MAX_MESSAGE_SIZE
   core.unsetenv("BROOD_CHANNEL_FD")
   core.unsetenv("BROOD_MAX_MESSAGE_SIZE")
-  local ch = core.channel_open(loop.default, fd, max, channel.HIGH_WATER_MARK)
+  local ch
+  if fd_in then
+    ch = require("brood.stdio_channel").open_fds(tonumber(fd_in),
+      tonumber(fd_out), max, channel.HIGH_WATER_MARK)
+  else
+    ch = core.channel_open(loop.default, fd, max, channel.HIGH_WATER_MARK)
+  end
   if not ch then
     M._parent = false
     return nil

@@ -18,7 +18,10 @@
 local brood = require "brood"
 local core = require "brood.core"
 local check = require "brood.check"
+local progress = require "brood.progress"
 local Error = require "brood.error"
+local stdio_channel = require "brood.stdio_channel"
+local channel = require "brood.channel"
 
 local M = {}
 
@@ -47,8 +50,6 @@ M.STOP_GRACE = 5000
 -- A worker whose channel closed under it (it is exiting, or it broke the
 -- wire format) is killed if it has not exited after this many ms.
 M.DISCONNECT_GRACE = 1000
--- The progress line is redrawn at most this often (ms).
-M.PROGRESS_EVERY = 100
 
 local OPTIONS = {
   size = "number", min_size = "number", concurrency = "number",
@@ -56,6 +57,7 @@ local OPTIONS = {
   max_tasks_per_worker = "number", retries = "number",
   env = "table", cwd = "string", exec_path = "string", exec_argv = "table",
   kill_signal = "signal", stdio = "string|table",
+  launcher = "table|function", remote_command = "table",
 }
 local MAP_OPTIONS = {progress = "boolean"}
 local EVENTS = {worker = true, exit = true, error = true}
@@ -222,30 +224,6 @@ end
 
 -- ----- delivering results ------------------------------------------------
 
-local function draw_progress(b, final)
-  local p = b.progress
-  local now = hrtime()
-  if not final and now - p.last < M.PROGRESS_EVERY * 1e6 then return end
-  p.last = now
-  if final then
-    io.stderr:write("\r\27[K")
-    io.stderr:flush()
-    return
-  end
-  local done, total = b.finished, b.last
-  local secs = (now - p.t0) / 1e9
-  local rate = secs > 0 and done / secs or 0
-  local eta = "?"
-  if rate > 0 then
-    local left = math.floor((total - done) / rate + 0.5)
-    eta = left >= 60 and format("%dm%02ds", left // 60, left % 60)
-          or format("%ds", left)
-  end
-  io.stderr:write(format("\r%d/%d tasks (%d%%)  %.0f/s  ETA %s\27[K", done,
-                         total, done * 100 // total, rate, eta))
-  io.stderr:flush()
-end
-
 -- One task of a map is over: its result or its error.
 local function batch_done(b, index, err, value)
   if err ~= nil then
@@ -258,9 +236,9 @@ local function batch_done(b, index, err, value)
   end
   local finished = b.finished + 1
   b.finished = finished
-  if b.progress then draw_progress(b, false) end
+  if b.progress then b.progress:update(finished) end
   if finished == b.last then
-    if b.progress then draw_progress(b, true) end
+    if b.progress then b.progress:finish() end
     local done = b.done
     b.done = nil
     if done then done() end
@@ -363,7 +341,7 @@ local function pick(pool)
     end
   end
   if pool._state == "destroyed" then return nil end
-  while pool._live < pool._size and not pool._broken do
+  while pool._live < pool._size - pool._ndown and not pool._broken do
     local w = start_worker(pool)
     if w then return w end
   end
@@ -411,6 +389,7 @@ local function ready(pool, w)
   w.ready = true
   pool._start_failures = 0
   pool._broken = false
+  if w.slot then pool._slot_failures[w.slot] = 0 end
 end
 
 -- A message from worker w.
@@ -474,12 +453,27 @@ local function requeue(pool, id, owner)
   end
 end
 
+-- What a launcher (ssh, srun) wrote to its stderr last, as ": text" for
+-- an error message ("" when nothing, or no launcher): "Permission denied
+-- (publickey)" must reach the user.
+local function launcher_said(w)
+  local tail = w.stderr_tail
+  if tail == nil then return "" end
+  tail = tail:gsub("%s+$", ""):gsub("^%s+", "")
+  local broke = w.child.channel_error  -- e.g. a login script's output
+  if broke then
+    tail = tail .. (tail ~= "" and "; " or "") .. broke.message
+  end
+  if tail == "" then return "" end
+  return " (launcher '" .. w.launcher_name .. "'): " .. tail
+end
+
 local function died_error(pool, w, code, signal)
   local how = signal and ("was killed by " .. tostring(signal))
               or ("exited with code " .. tostring(code))
   return Error.new({
-    message = format("pool: the worker (pid %d) running the task %s",
-                     w.pid, how),
+    message = format("pool: the worker (pid %d) running the task %s%s",
+                     w.pid, how, launcher_said(w)),
     code = "ERR_WORKER_DIED", exit_code = code, signal = signal,
     pid = w.pid})
 end
@@ -505,10 +499,30 @@ local function give_up(pool, err)
   end)
 end
 
-local function start_failed(pool, err)
-  pool._start_failures = pool._start_failures + 1
+local function start_failed(pool, err, slot)
   emit_later(pool, "error", err)
-  if pool._start_failures >= M.MAX_START_FAILURES then give_up(pool, err) end
+  if slot == nil then
+    pool._start_failures = pool._start_failures + 1
+    if pool._start_failures >= M.MAX_START_FAILURES then give_up(pool, err) end
+    return
+  end
+  -- A launcher pool counts per slot: one host that cannot be reached
+  -- must not stop the others. Its slot is given up after
+  -- MAX_START_FAILURES in a row; the pool gives up when every slot has.
+  local n = (pool._slot_failures[slot] or 0) + 1
+  pool._slot_failures[slot] = n
+  if n >= M.MAX_START_FAILURES and not pool._down[slot] then
+    pool._down[slot] = true
+    pool._ndown = pool._ndown + 1
+    if pool._ndown >= pool._size then give_up(pool, err) end
+  end
+end
+
+-- Every slot may be tried again (a submit after the pool gave up).
+local function reset_failures(pool)
+  pool._broken = false
+  pool._start_failures = 0
+  pool._slot_failures, pool._down, pool._ndown = {}, {}, 0
 end
 
 -- Worker w has exited and its channel is closed.
@@ -531,9 +545,10 @@ local function on_close(pool, w, code, signal)
                 or ("exited with code " .. tostring(code))
     start_failed(pool, Error.new({
       message = format("pool: worker '%s' (pid %d) %s before it called " ..
-                       "brood.worker", pool._module, w.pid, how),
+                       "brood.worker%s", pool._module, w.pid, how,
+                       launcher_said(w)),
       code = "ERR_WORKER_START", exit_code = code, signal = signal,
-      pid = w.pid}))
+      pid = w.pid}), w.slot)
   else
     if not w.planned or #ids > 0 then pool._restarts = pool._restarts + 1 end
     for _, pair in ipairs(ids) do
@@ -553,7 +568,9 @@ local function on_close(pool, w, code, signal)
   if pool._state == "open" or pool._state == "closing" then
     pump(pool)
     if pool._state == "open" and not pool._broken then
-      while pool._live < pool._min_size and not pool._broken do
+      while pool._live < math.min(pool._min_size,
+                                  pool._size - pool._ndown) and
+            not pool._broken do
         if start_worker(pool, true) == nil and pool._broken then break end
       end
     end
@@ -581,19 +598,95 @@ function retire(pool, w)
   kill_later(w, M.STOP_GRACE)
 end
 
+-- ----- remote workers (launcher) -------------------------------------------
+-- A worker behind a launcher (ssh, srun) is the launcher's process, its
+-- channel a brood.stdio_channel over the launcher's stdout and stdin; the
+-- launcher's stderr is copied to ours, its tail kept for error messages.
+-- Workers occupy slots 1..size: the launcher function gets the slot, so a
+-- replacement runs where the worker it replaces ran.
+
+-- How much of a launcher's stderr is kept for error messages.
+local STDERR_TAIL = 1024
+
+local function free_slot(pool)
+  local used = {}
+  for _, w in ipairs(pool._workers) do
+    if w.slot and not w.retiring then used[w.slot] = true end
+  end
+  for i = 1, pool._size do
+    if not used[i] and not pool._down[i] then return i end
+  end
+  return nil
+end
+
+local function launcher_error(slot, msg)
+  return Error.new({message = format("pool: launcher for worker %d: %s",
+                                     slot, msg), code = "EINVAL"})
+end
+
+-- Start the launcher for `slot`: child, its name | nil, err.
+local function launch(pool, slot)
+  local prefix = pool._launcher
+  if type(prefix) == "function" then
+    local ok, r = pcall(prefix, slot)
+    if not ok then return nil, launcher_error(slot, tostring(r)) end
+    prefix = r
+  end
+  if type(prefix) ~= "table" then
+    return nil, launcher_error(slot, "the launcher function returned a " ..
+                               type(prefix) .. ", not an array")
+  end
+  local argv = {}
+  for i = 1, #prefix do
+    if type(prefix[i]) ~= "string" then
+      return nil, launcher_error(slot, format("launcher[%d] is a %s, not a " ..
+                                              "string", i, type(prefix[i])))
+    end
+    argv[i] = prefix[i]
+  end
+  local name = #argv > 0 and table.concat(argv, " ") or nil
+  for _, v in ipairs(pool._remote_command) do argv[#argv + 1] = v end
+  name = name or argv[1]
+  local o = pool._fork_opts
+  local child, err = brood.spawn(argv[1], table.move(argv, 2, #argv, 1, {}),
+    {stdio = {"pipe", "pipe", "pipe"}, env = o.env, extend_env = o.extend_env,
+     cwd = o.cwd, kill_signal = o.kill_signal})
+  if not child then return nil, err end
+  stdio_channel.attach(child, pool._max_message)
+  return child, name
+end
+
 function start_worker(pool, idle)
-  local child, err = brood.fork(pool._module, {}, pool._fork_opts)
+  local child, err, slot, name
+  if pool._launcher then
+    slot = free_slot(pool)
+    if slot == nil then return nil end  -- pick() checks there is one
+    child, name = launch(pool, slot)
+    err = name
+  else
+    child, err = brood.fork(pool._module, {}, pool._fork_opts)
+  end
   if not child then
-    start_failed(pool, err)
+    start_failed(pool, err, slot)
     return nil
   end
   local w = {child = child, pid = child.pid, send = child.send, n = 0,
+             slot = slot,
              sent = 0, ready = false, state = "live", open = true,
              idle = false, reffed = true,
              -- per slot: the task's owner, its id, its deadline
              owner = {}, tid = {}, deadline = {},
              free = {}, nfree = pool._concurrency}  -- the free slots
   for i = 1, pool._concurrency do w.free[i] = pool._concurrency + 1 - i end
+  if slot then
+    w.launcher_name, w.stderr_tail = name, ""
+    child.stderr:on("data", function(chunk)
+      io.stderr:write(chunk)
+      local tail = w.stderr_tail .. chunk
+      if #tail > STDERR_TAIL then tail = tail:sub(-STDERR_TAIL) end
+      w.stderr_tail = tail
+    end)
+  end
   child:on("message", function(msg) on_message(pool, w, msg) end)
   child:on("error", function(e) w.error = e end)
   child:on("disconnect", function()
@@ -700,7 +793,9 @@ end
 local function has_room(pool)
   if pool._queued > 0 or pool._state == "destroyed" then return false end
   for _, w in ipairs(pool._idle) do if w.idle then return true end end
-  if pool._live < pool._size and not pool._broken then return true end
+  if pool._live < pool._size - pool._ndown and not pool._broken then
+    return true
+  end
   if pool._concurrency > 1 then
     for _, w in ipairs(pool._workers) do
       if w.open and w.n < pool._concurrency then return true end
@@ -725,10 +820,7 @@ local function new_id(pool, n)
 end
 
 local function enqueue(pool, rec)
-  if pool._broken then
-    pool._broken = false
-    pool._start_failures = 0
-  end
+  if pool._broken then reset_failures(pool) end
   rec.id = new_id(pool, 1)
   push(pool, rec, 1)
   pump(pool)
@@ -807,15 +899,10 @@ function Pool:map(tasks, opts)
   local err = self._state ~= "open" and closed_error() or nil
   if err then return nil, err, err.code end
   if n == 0 then return {} end
-  if self._broken then
-    self._broken = false
-    self._start_failures = 0
-  end
+  if self._broken then reset_failures(self) end
   local b = {tasks = tasks, next = 1, last = n, finished = 0, results = {}}
   b.base = new_id(self, n) - 1
-  if opts.progress and os.execute("test -t 2") then
-    b.progress = {t0 = hrtime(), last = 0}
-  end
+  if opts.progress then b.progress = progress.new(n) end
   local r = table.pack(pcall(await, function(done)
     b.done = done
     push(self, b, n)
@@ -828,7 +915,7 @@ function Pool:map(tasks, opts)
       self._queued = self._queued - (b.last - b.next + 1)
       b.last = b.next - 1
     end
-    if b.progress then draw_progress(b, true) end
+    if b.progress then b.progress:finish() end
     error(r[2], 0)
   end
   if b.err then return nil, b.err, b.err.code end
@@ -920,6 +1007,22 @@ end
 
 -- ----- brood.pool -----------------------------------------------------------
 
+-- opts[name] must be an array of strings (its elements copied).
+local function strings(name, t, level)
+  for k, v in pairs(t) do
+    if math_type(k) ~= "integer" or k < 1 or k > #t then
+      bad("pool", 2, format("option '%s' must be an array of strings", name),
+          level + 1)
+    end
+    if type(v) ~= "string" or v:find("\0", 1, true) then
+      bad("pool", 2, format("option '%s': element %d must be a string " ..
+                            "without NUL bytes, got %s", name, k,
+                            type(v) == "string" and "NUL" or type(v)),
+          level + 1)
+    end
+  end
+end
+
 local function exists(path)
   local f = io.open(path, "rb")
   if f then f:close() end
@@ -957,23 +1060,36 @@ function M.pool(module_path, opts)
   end
   if timeout == 0 then timeout = nil end
 
-  -- Workers do not spin their loop while they wait for a task (the
-  -- BROOD_SPIN_US of the loop): the pool's parent spins for their
-  -- results, and idle workers spinning on the same CPUs would only slow
-  -- it (one task in flight per worker ran 1.5-2x faster on 2 CPUs).
-  -- An env option that sets BROOD_SPIN_US wins.
+  -- Workers spin as any brood loop does: the loop spins only while a
+  -- CPU is free for the peer, so idle workers no longer slow the parent.
   local env, extend_env = opts.env, nil
   if env ~= nil then
     env = {}
     for k, v in pairs(opts.env) do env[k] = v end
-    if env.BROOD_SPIN_US == nil then env.BROOD_SPIN_US = "0" end
-  else
-    extend_env = {BROOD_SPIN_US = "0"}
+  end
+  local launcher, remote_command = opts.launcher, nil
+  if launcher ~= nil then
+    for _, name in ipairs({"stdio", "exec_path", "exec_argv"}) do
+      if opts[name] ~= nil then
+        bad("pool", 2, format("option '%s' does not go with 'launcher' " ..
+                              "(the launcher's stdio is the channel; use " ..
+                              "'remote_command')", name), 2)
+      end
+    end
+    if type(launcher) == "table" then strings("launcher", launcher, 2) end
+    remote_command = opts.remote_command or
+                     {"brood", "--channel=stdio", module_path}
+    strings("remote_command", remote_command, 2)
+    if #remote_command == 0 then
+      bad("pool", 2, "option 'remote_command' must not be empty", 2)
+    end
+  elseif opts.remote_command ~= nil then
+    bad("pool", 2, "option 'remote_command' needs 'launcher'", 2)
   end
   local fork_opts = {env = env, extend_env = extend_env, cwd = opts.cwd,
                      exec_path = opts.exec_path, exec_argv = opts.exec_argv,
                      kill_signal = opts.kill_signal, stdio = opts.stdio}
-  if opts.exec_path == nil then
+  if opts.exec_path == nil and launcher == nil then
     local path = module_path
     if opts.cwd and opts.cwd ~= "" and path:sub(1, 1) ~= "/" then
       path = opts.cwd .. "/" .. path
@@ -998,6 +1114,9 @@ function M.pool(module_path, opts)
     _workers = {}, _idle = {}, _live = 0,
     _completed = 0, _failed = 0, _restarts = 0,
     _start_failures = 0, _broken = false,
+    _slot_failures = {}, _down = {}, _ndown = 0,
+    _launcher = launcher, _remote_command = remote_command,
+    _max_message = channel.DEFAULT_MAX_MESSAGE_SIZE,
     _close_waiters = {},
     _events = {worker = {}, exit = {}, error = {}},
   }, Pool)

@@ -3,13 +3,19 @@
 ** script with `arg` set the same way; then it runs the loop until nothing
 ** referenced is left. brood.core is linked in and preloaded.
 **
-**   brood [-e stat] [-l mod] [-v] [script [args]]
+**   brood [-e stat] [-l mod] [-v] [--channel=stdio] [script [args]]
+**
+** --channel=stdio makes brood.parent a channel over the host's stdin and
+** stdout (a pool's remote worker, started through ssh or srun): they move
+** to fds of their own, fd 0 reads /dev/null and fd 1 writes to stderr, so
+** that print and io.stdout cannot corrupt the frames.
 **
 ** An uncaught error prints its traceback to stderr and exits 1. SIGINT,
 ** SIGTERM and SIGHUP without a script handler kill the cleanup children's
 ** whole trees first, then the host dies of the signal.
 */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +41,8 @@ static void usage(void) {
           "  -e stat   execute string 'stat'\n"
           "  -l mod    require library 'mod' into global 'mod'\n"
           "  -v        show version information\n"
+          "  --channel=stdio  brood.parent is a channel over stdin/stdout\n"
+          "            (print and io.stdout go to stderr)\n"
           "  --        stop handling options\n"
           "  -         run stdin as the script\n",
           progname);
@@ -160,10 +168,14 @@ typedef struct {
 
 /* First pass: where the script starts (0: none), or -1 after printing
 ** the usage for a bad option. */
-static int find_script(int argc, char** argv) {
+static int find_script(int argc, char** argv, int* stdio_channel) {
   for (int i = 1; i < argc; i++) {
     const char* a = argv[i];
     if (a[0] != '-' || strcmp(a, "-") == 0) return i;
+    if (strcmp(a, "--channel=stdio") == 0) {
+      *stdio_channel = 1;
+      continue;
+    }
     if (strcmp(a, "--") == 0) return i + 1 < argc ? i + 1 : 0;
     if ((a[1] == 'e' || a[1] == 'l')) {
       if (a[2] == '\0' && ++i >= argc) {  /* "-e stat" or "-estat" */
@@ -185,6 +197,7 @@ static int run_options(lua_State* L, char** argv, int last, int* ran) {
   for (int i = 1; i < last; i++) {
     const char* a = argv[i];
     if (strcmp(a, "--") == 0) break;
+    if (strcmp(a, "--channel=stdio") == 0) continue;
     if (strcmp(a, "-v") == 0) {
       printf("brood %s (%s, libuv %s)\n", BROOD_VERSION, LUA_RELEASE,
              uv_version_string());
@@ -229,6 +242,31 @@ static int run_script(lua_State* L, int argc, char** argv, int script,
          report(L, docall(L, 0, 0)) == LUA_OK;
 }
 
+/* --channel=stdio: the channel takes the host's stdin and stdout (moved
+** to close-on-exec fds above 2, named to brood.fork by BROOD_CHANNEL_FD);
+** fd 0 becomes /dev/null and fd 1 a copy of stderr, so that print, the
+** script's io.stdout and inheriting children write to stderr. A remote
+** worker does not spin its loop unless BROOD_SPIN_US says so (its peer is
+** across a network). Returns 0 after printing why it cannot. */
+static int take_stdio_channel(void) {
+  int in = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+  int out = in < 0 ? -1 : fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  int null = out < 0 ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+      dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    fprintf(stderr, "%s: --channel=stdio: cannot move stdin/stdout\n",
+            progname);
+    return 0;
+  }
+  close(null);
+  setvbuf(stdout, NULL, _IOLBF, BUFSIZ);  /* as stderr shows it: promptly */
+  char value[64];
+  snprintf(value, sizeof(value), "stdio:%d:%d", in, out);
+  setenv("BROOD_CHANNEL_FD", value, 1);
+  setenv("BROOD_SPIN_US", "0", 0);
+  return 1;
+}
+
 static int pmain(lua_State* L) {
   host_args_t* h = (host_args_t*)lua_touserdata(L, 1);
   int argc = h->argc;
@@ -241,8 +279,17 @@ static int pmain(lua_State* L) {
   lua_setfield(L, -2, "brood.core");
   lua_pop(L, 1);
   add_module_paths(L);
-  int script = find_script(argc, argv);
+  int stdio_channel = 0;
+  int script = find_script(argc, argv, &stdio_channel);
   if (script < 0) return 0;
+  if (stdio_channel) {
+    if (script == 0 || strcmp(argv[script], "-") == 0) {
+      fprintf(stderr, "%s: --channel=stdio needs a script file (stdin is "
+              "the channel)\n", progname);
+      return 0;
+    }
+    if (!take_stdio_channel()) return 0;
+  }
   /* no script: arg[0] is the host itself and arg[1..] its options, as
   ** lua.c does */
   create_arg_table(L, argv, argc, script);
