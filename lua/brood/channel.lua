@@ -237,8 +237,10 @@ function Channel:send(msg, handle, opts, cb)
 end
 
 --- Next message (a waiting operation): msg, handle; or nil, err, code
--- once the channel has closed.
-function Channel:recv()
+-- once the channel has closed; nil, err, "ETIMEDOUT" when `ms` run out
+-- first (a later message stays for the next recv).
+function Channel:recv(ms)
+  if ms ~= nil then check.ms("recv", 1, ms) end
   -- first, so that it raises in a plain callback every time, and before
   -- it takes anything (a queued message, a keep-alive reference)
   must_wait()
@@ -255,12 +257,16 @@ function Channel:recv()
   local r = pack(pcall(await, function(done)
     waiter = done
     self._waiters:push(done)
-  end))
+    return function() self._waiters:remove(done) end
+  end, ms))
   self:_hold(-1)
   if not r[1] then
     -- the wait was cancelled: the next message must not go to it
     self._waiters:remove(waiter)
     error(r[2], 0)
+  end
+  if r[2] == tasks.TIMEDOUT then
+    return Error.fail(tasks.timeout_error("recv", ms))
   end
   return unpack(r, 2, r.n)
 end
@@ -292,10 +298,10 @@ function M.extend(class)
     if channel == nil then no_channel() end
     return channel:send(msg, handle, opts, cb)
   end
-  function class:recv()
+  function class:recv(ms)
     local channel = self._channel
     if channel == nil then no_channel() end
-    return channel:recv()
+    return channel:recv(ms)
   end
   function class:disconnect()
     local channel = self._channel

@@ -24,7 +24,7 @@ M.DRAIN_AFTER_KILL_MS = process.DRAIN_AFTER_KILL_MS
 
 local EXEC_ONLY = {
   max_buffer = "number", input = "string", force_kill_after = "number",
-  idle_timeout = "number", merge_stderr = "boolean",
+  idle_timeout = "number", merge_stderr = "boolean", check = "boolean",
 }
 M.EXEC_ONLY = EXEC_ONLY
 
@@ -32,6 +32,13 @@ local EXEC_OPTIONS = {}
 for k, v in pairs(process.SPAWN_OPTIONS) do EXEC_OPTIONS[k] = v end
 for k, v in pairs(EXEC_ONLY) do EXEC_OPTIONS[k] = v end
 M.EXEC_OPTIONS = EXEC_OPTIONS
+
+-- spawn_sync reports every outcome in its result: `check` means nothing
+-- there.
+local SPAWN_SYNC_OPTIONS = {}
+for k, v in pairs(EXEC_OPTIONS) do SPAWN_SYNC_OPTIONS[k] = v end
+SPAWN_SYNC_OPTIONS.check = nil
+M.SPAWN_SYNC_OPTIONS = SPAWN_SYNC_OPTIONS
 
 --- Check exec's own options; returns them normalised and a copy of opts
 -- holding only spawn's options.
@@ -46,6 +53,7 @@ function M.split_options(fname, n, opts, spec)
                                    "force_kill_after"),
     idle_timeout = check.count(fname, n, opts.idle_timeout, "idle_timeout"),
     merge_stderr = opts.merge_stderr == true,
+    check = opts.check ~= false,
     kill_signal = process.kill_signal(fname, n, opts.kill_signal),
   }
   if exec_opts.timeout == 0 then exec_opts.timeout = nil end
@@ -78,6 +86,11 @@ end
 -- stdout, stderr.
 function M.result_error(r)
   if r.code == 0 and not r.overflow and not r.timed_out then return nil end
+  -- check = false: the command ran, whatever its exit; only the failures
+  -- of the run itself (timeout, too much output) are errors
+  if r.check == false and not r.overflow and not r.timed_out then
+    return nil
+  end
   local e = {cmd = r.cmd, signal = r.signal, killed = r.killed or false,
              timed_out = r.timed_out ~= nil, stdout = r.stdout,
              stderr = r.stderr, pid = r.pid}
@@ -274,10 +287,12 @@ local function outcome(supervisor, child, cmd)
   r.stdout = supervisor:output("stdout") or ""
   r.stderr = supervisor:output("stderr") or ""
   r.code, r.signal, r.killed = child.exit_code, child.signal_code, child.killed
+  r.check = supervisor.exec_opts.check
   local e = M.result_error(r)
   if e then return nil, e end
-  return {stdout = r.stdout, stderr = r.stderr, code = 0, cmd = cmd,
-          pid = r.pid, duration = child.duration, rusage = child.rusage}
+  return {stdout = r.stdout, stderr = r.stderr, code = r.code,
+          signal = r.signal, cmd = cmd, pid = r.pid,
+          duration = child.duration, rusage = child.rusage}
 end
 
 -- Collect the child's output under exec's policy until it has exited
@@ -299,7 +314,9 @@ function M._collect(child, exec_opts, cmd, cb)
     finished = true
     supervisor:stop_timers()
     result, failure = outcome(supervisor, child, cmd)
-    if cb then cb(failure, supervisor.rec.stdout, supervisor.rec.stderr) end
+    if cb then
+      cb(failure, supervisor.rec.stdout, supervisor.rec.stderr, result)
+    end
     for i = 1, #waiters do waiters[i]() end
   end
   for _, name in ipairs({"stdout", "stderr"}) do
@@ -322,7 +339,11 @@ function M._collect(child, exec_opts, cmd, cb)
     child.stdin:close(exec_opts.input)
   end
   if cb then return child end
-  await(function(done) waiters[#waiters + 1] = done end)
+  await(function(done)
+    waiters[#waiters + 1] = done
+    -- the waiting task was cancelled: nobody wants the output any more
+    return function() supervisor:terminate() end
+  end)
   if failure then return Error.fail(failure) end
   return result
 end

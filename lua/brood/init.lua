@@ -39,6 +39,13 @@ local lazy = {
   net = {"brood.net"},
   pool = {"brood.pool", "pool"},
   worker = {"brood.worker", "worker"},
+  testing = {"brood.testing"},
+  all = {"brood.compose", "all"}, race = {"brood.compose", "race"},
+  map = {"brood.compose", "map"},
+  pipeline = {"brood.pipeline", "pipeline"},
+  shell_quote = {"brood.shell", "shell_quote"},
+  shell_join = {"brood.shell", "shell_join"},
+  pid = {"brood.host", "pid"},
 }
 
 local brood = {

@@ -633,16 +633,27 @@ end
 
 --- Wait for "close": returns exit_code, signal_code. Output nobody reads
 -- is kept in the streams' buffers meanwhile, so the child cannot block;
--- a stream handed to another child is left to that child.
-function Child:wait()
+-- a stream handed to another child is left to that child. With `ms`:
+-- nil, err, "ETIMEDOUT" if it has not closed by then (it runs on).
+function Child:wait(ms)
+  if ms ~= nil then check.ms("wait", 1, ms) end
   must_wait()
   if not self._closed then
     for _, s in pairs(self.stdio) do
       if s.readable then s:_drain() end
     end
-    await(function(done)
-      self._close_waiters[#self._close_waiters + 1] = done
-    end)
+    local waiters = self._close_waiters
+    local r = await(function(done)
+      waiters[#waiters + 1] = done
+      return function()
+        for i = #waiters, 1, -1 do
+          if waiters[i] == done then table.remove(waiters, i) end
+        end
+      end
+    end, ms)
+    if r == tasks.TIMEDOUT then
+      return Error.fail(tasks.timeout_error("child:wait", ms))
+    end
   end
   return self.exit_code, self.signal_code
 end

@@ -228,8 +228,10 @@ function Stream:is_paused()
 end
 
 --- Next chunk (a waiting operation); nil at EOF; nil, err, code after a
--- read error.
-function Stream:read()
+-- read error; nil, err, "ETIMEDOUT" when `ms` run out first (whatever
+-- arrives later stays for the next read).
+function Stream:read(ms)
+  if ms ~= nil then check.ms("read", 1, ms) end
   must_wait()
   if not self.readable then
     check.raise("brood.Stream: read() on a stream that is not readable")
@@ -245,7 +247,14 @@ function Stream:read()
     chunk = await(function(done)
       self._readers:push(done)
       self:_update_reading()
-    end)
+      return function()
+        self._readers:remove(done)
+        if not self.closed and self.readable then self:_update_reading() end
+      end
+    end, ms)
+    if chunk == tasks.TIMEDOUT then
+      return Error.fail(tasks.timeout_error("stream:read", ms))
+    end
     if chunk ~= nil then return chunk end
   end
   self:_maybe_end()
@@ -266,6 +275,12 @@ function Stream:read_all()
     await(function(done)
       self._eof_waiters[#self._eof_waiters + 1] = done
       self:_update_reading()
+      return function()
+        local w = self._eof_waiters
+        for i = #w, 1, -1 do
+          if w[i] == done then table.remove(w, i) end
+        end
+      end
     end)
   end
   local all = self:_take_buffered()

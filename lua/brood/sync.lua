@@ -44,7 +44,8 @@ end
 -- Run file/args to completion on a private loop. Returns the run record
 -- (as exec.result_error reads it) or nil, err, code for a launch failure.
 local function run(fname, n, file, args, opts, shell)
-  local exec_opts, spawn_opts = exec.split_options(fname, n, opts)
+  local exec_opts, spawn_opts = exec.split_options(fname, n, opts,
+    fname == "spawn_sync" and exec.SPAWN_SYNC_OPTIONS or nil)
   if shell and not spawn_opts.shell then spawn_opts.shell = true end
   if exec_opts.merge_stderr then
     -- stderr shares stdout's pipe (collected as stdout)
@@ -113,16 +114,28 @@ function M.spawn_sync(file, args, opts)
           duration = rec.duration, rusage = rec.rusage}
 end
 
+-- opts.check, once run() has checked opts
+local function opts_check(opts)
+  return not (type(opts) == "table" and opts.check == false)
+end
+
 -- exec_sync's and exec_file_sync's results from the run record.
-local function finish(rec, err, code, cmd)
+local function finish(rec, err, code, cmd, checked)
   if not rec then
     err.cmd = cmd
     return nil, err, code
   end
   rec.cmd = cmd
   rec.stdout, rec.stderr = rec.stdout or "", rec.stderr or ""
+  rec.check = checked
   local e = exec.result_error(rec)
   if e then return Error.fail(e) end
+  if checked == false then
+    -- the whole outcome, as exec returns it
+    return {stdout = rec.stdout, stderr = rec.stderr, code = rec.code,
+            signal = rec.signal, cmd = cmd, pid = rec.pid,
+            duration = rec.duration, rusage = rec.rusage}
+  end
   return rec.stdout
 end
 
@@ -130,7 +143,7 @@ end
 function M.exec_sync(command, opts)
   command = check.cstring("exec_sync", 1, command, "command")
   local rec, err, code = run("exec_sync", 2, command, {}, opts, true)
-  return finish(rec, err, code, command)
+  return finish(rec, err, code, command, opts_check(opts))
 end
 
 --- brood.exec_file_sync(file, args?, opts?) -> stdout | nil, err, code
@@ -138,7 +151,8 @@ function M.exec_file_sync(file, args, opts)
   local argv, options = process.split_args("exec_file_sync", args, opts)
   file = check.cstring("exec_file_sync", 1, file, "file")
   local rec, err, code = run("exec_file_sync", 3, file, argv, options, false)
-  return finish(rec, err, code, process.command_line(file, argv))
+  return finish(rec, err, code, process.command_line(file, argv),
+                opts_check(options))
 end
 
 return M

@@ -8,6 +8,7 @@
 -- @module brood.tasks
 local loop = require "brood.loop"
 local check = require "brood.check"
+local Error = require "brood.error"
 
 local M = {}
 
@@ -82,68 +83,167 @@ function M.can_wait()
   return tasks[co_running()] ~= nil or not default_loop:running()
 end
 
+-- What await returns when its `ms` ran out, and what a cancelled task is
+-- resumed with: values no caller can produce.
+local TIMEDOUT = setmetatable({}, {__name = "brood.TIMEDOUT"})
+M.TIMEDOUT = TIMEDOUT
+local CANCELLED = setmetatable({}, {__name = "brood.CANCELLED"})
+
+--- The error a cancelled task's wait raises.
+function M.cancel_error()
+  return Error.new({message = "brood: the task was cancelled",
+                    code = "ECANCELED"})
+end
+
+--- The error of a wait whose timeout ran out (`what` names the wait).
+function M.timeout_error(what, ms)
+  return Error.new({message = ("%s timed out after %s ms"):format(what, ms),
+                    code = "ETIMEDOUT"})
+end
+
+-- A cancel asked for while the task was not waiting: its next wait raises
+-- it (before taking anything), and only once.
+local function take_cancel(task)
+  if task and task._cancel then
+    task._cancel = nil
+    error(M.cancel_error(), 0)
+  end
+end
+
 --- Raise "cannot wait" (at the script's line) unless the caller may wait
 -- here. Every waiting operation calls it first, so that it raises every
 -- time in a plain callback, not only when its result is not there yet.
 function M.must_wait()
-  if tasks[co_running()] == nil and default_loop:running() then
-    check.raise(M.CANNOT_WAIT)
+  local task = tasks[co_running()]
+  if task == nil then
+    if default_loop:running() then check.raise(M.CANNOT_WAIT) end
+  elseif task._cancel then
+    take_cancel(task)
   end
 end
 
 -- Inside a task: yield until done(...) is called (at once if start
--- calls it itself).
-local function await_in_task(task, start)
-  local state, result = "starting", nil
-  start(function(...)
+-- calls it itself), `ms` runs out or the task is cancelled.
+local function await_in_task(task, start, ms)
+  take_cancel(task)
+  local state, result, timer = "starting", nil, nil
+  local withdraw = start(function(...)
     if state == "starting" then
       state, result = "done", pack(...)
     elseif state == "waiting" then
       state = "done"
+      if timer then timer:close() end
+      task._interrupt = nil
       step(task, ...)
     end
   end)
   if state == "done" then return unpack(result, 1, result.n) end
   state = "waiting"
-  return co_yield()
+  -- end the wait early: withdraw from what we waited for, so that nothing
+  -- it delivers later (a chunk, a message) goes to a wait that is over
+  local function interrupt(why)
+    if state ~= "waiting" then return end
+    state = "done"
+    if timer and not timer:is_closed() then timer:close() end
+    task._interrupt = nil
+    if type(withdraw) == "function" then withdraw() end
+    if why == CANCELLED then
+      loop.defer(step, task, CANCELLED)
+    else
+      step(task, TIMEDOUT)
+    end
+  end
+  if ms then timer = loop.start_timer(ms, interrupt) end
+  task._interrupt = interrupt
+  local r = pack(co_yield())
+  if r[1] == CANCELLED then error(M.cancel_error(), 0) end
+  return unpack(r, 1, r.n)
 end
 
 --- Wait for `start(done)` to call done(...); returns done's arguments.
 -- `done` may be called any number of times: only the first call counts.
-function M.await(start)
+-- `start` may return a function that withdraws the wait (called when it
+-- ends early). With `ms`, after ms milliseconds it returns M.TIMEDOUT;
+-- in a cancelled task it raises the ECANCELED error.
+function M.await(start, ms)
   local task = tasks[co_running()]
-  if task then return await_in_task(task, start) end
+  if task then return await_in_task(task, start, ms) end
   M.must_wait()
-  local result
-  start(function(...)
+  local result, timer
+  local withdraw = start(function(...)
     if result == nil then result = pack(...) end
   end)
-  while result == nil do
-    if not loop.run_once() and result == nil then
-      check.raise("brood: this wait can never finish: nothing referenced " ..
-                  "keeps the loop alive")
-    end
+  if result == nil and ms then
+    timer = loop.start_timer(ms, function()
+      if result == nil then
+        result = pack(TIMEDOUT)
+        if type(withdraw) == "function" then withdraw() end
+      end
+    end)
+  end
+  -- an error from the loop (a callback's, an interrupt) ends the wait:
+  -- withdraw it first, so that nothing is delivered to it later
+  local ok, alive = true, true
+  while result == nil and ok and alive do
+    ok, alive = pcall(loop.run_once)
+  end
+  if timer and not timer:is_closed() then timer:close() end
+  if result == nil and type(withdraw) == "function" then withdraw() end
+  if not ok then error(alive, 0) end
+  if result == nil then
+    check.raise("brood: this wait can never finish: nothing referenced " ..
+                "keeps the loop alive")
   end
   return unpack(result, 1, result.n)
 end
 
---- task:wait() -> the task function's results, or raises its error.
-function Task:wait()
+--- task:wait(ms?) -> the task function's results, or raises its error;
+-- nil, err, "ETIMEDOUT" when ms run out first (the task runs on).
+function Task:wait(ms)
+  if ms ~= nil then check.ms("wait", 1, ms) end
   M.must_wait()
   self._unhandled = nil
   if not self.done then
-    M.await(function(done) self._waiters[#self._waiters + 1] = done end)
+    local waiters = self._waiters
+    local r = M.await(function(done)
+      waiters[#waiters + 1] = done
+      return function()
+        for i = #waiters, 1, -1 do
+          if waiters[i] == done then table.remove(waiters, i) end
+        end
+      end
+    end, ms)
+    if r == TIMEDOUT then
+      return Error.fail(M.timeout_error("task:wait", ms))
+    end
   end
   if self._error ~= nil then error(self._error, 0) end
   return unpack(self._results, 1, self._results.n)
 end
-check.methods(Task, "task", {"wait"})
+
+--- task:cancel(): the task's current (or next) wait raises a brood.Error
+-- with code "ECANCELED"; its <close> variables close as that unwinds.
+-- Nothing happens to a task that has finished. Returns the task.
+function Task:cancel()
+  if self.done then return self end
+  local interrupt = self._interrupt
+  if interrupt then
+    interrupt(CANCELLED)
+  else
+    self._cancel = true
+  end
+  return self
+end
+check.methods(Task, "task", {"wait", "cancel"})
 
 --- Wait ms milliseconds (a waiting operation).
 function M.sleep(ms)
   check.ms("sleep", 1, ms)
   M.must_wait()
-  M.await(function(done) loop.start_timer(ms, done) end)
+  M.await(function(done)
+    local t = loop.start_timer(ms, done)
+    return function() if not t:is_closed() then t:close() end end
+  end)
 end
 
 --- Run the loop until nothing referenced is left or stop() is called;
