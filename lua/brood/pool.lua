@@ -25,17 +25,10 @@ local channel = require "brood.channel"
 
 local M = {}
 
--- await / defer / must_wait / can_wait live in brood.loop; a later layout
--- may move them to brood.tasks. Take them from whichever has them.
-local function loop_fn(name)
-  for _, modname in ipairs({"brood.tasks", "brood.loop"}) do
-    local ok, mod = pcall(require, modname)
-    if ok and type(mod) == "table" and mod[name] then return mod[name] end
-  end
-  error("brood.pool: no loop function '" .. name .. "'")
-end
-local await, defer = loop_fn("await"), loop_fn("defer")
-local must_wait, can_wait = loop_fn("must_wait"), loop_fn("can_wait")
+local tasks, loop = require "brood.tasks", require "brood.loop"
+local await, must_wait, can_wait = tasks.await, tasks.must_wait,
+                                   tasks.can_wait
+local defer = loop.defer
 
 local type, math_type, pcall, hrtime = type, math.type, pcall, brood.hrtime
 local format = string.format
@@ -1030,6 +1023,73 @@ local function exists(path)
 end
 
 --- brood.pool(module_path, opts?) -> pool | nil, err, code
+-- The pool's numbers, checked: size, min_size, concurrency, max_queue,
+-- max_tasks, retries, timeout.
+local function numbers(opts)
+  local n = {}
+  n.size = whole("pool", 2, opts, "size", 1, false, 3) or
+           math.max(1, core.cpu_count())
+  n.min_size = whole("pool", 2, opts, "min_size", 0, false, 3) or 0
+  if n.min_size > n.size then
+    bad("pool", 2, format("option 'min_size' (%d) must not be more than " ..
+                          "'size' (%d)", n.min_size, n.size), 3)
+  end
+  n.concurrency = whole("pool", 2, opts, "concurrency", 1, false, 3) or 1
+  n.max_queue = whole("pool", 2, opts, "max_queue", 0, true, 3) or math.huge
+  n.max_tasks = whole("pool", 2, opts, "max_tasks_per_worker", 1, true, 3) or
+                math.huge
+  n.retries = whole("pool", 2, opts, "retries", 0, false, 3) or 0
+  local timeout = opts.task_timeout
+  if timeout ~= nil and (timeout ~= timeout or timeout < 0 or
+                         timeout == math.huge) then
+    bad("pool", 2, format("option 'task_timeout' must be a number of ms >= " ..
+                          "0, got %s", tostring(timeout)), 3)
+  end
+  if timeout ~= 0 then n.timeout = timeout end
+  return n
+end
+
+-- launcher and remote_command, checked: the launcher (or nil) and the
+-- command it runs.
+local function remote(module_path, opts)
+  local launcher = opts.launcher
+  if launcher == nil then
+    if opts.remote_command ~= nil then
+      bad("pool", 2, "option 'remote_command' needs 'launcher'", 3)
+    end
+    return nil, nil
+  end
+  for _, name in ipairs({"stdio", "exec_path", "exec_argv"}) do
+    if opts[name] ~= nil then
+      bad("pool", 2, format("option '%s' does not go with 'launcher' " ..
+                            "(the launcher's stdio is the channel; use " ..
+                            "'remote_command')", name), 3)
+    end
+  end
+  if type(launcher) == "table" then strings("launcher", launcher, 3) end
+  local command = opts.remote_command or
+                  {"brood", "--channel=stdio", module_path}
+  strings("remote_command", command, 3)
+  if #command == 0 then
+    bad("pool", 2, "option 'remote_command' must not be empty", 3)
+  end
+  return launcher, command
+end
+
+-- A local worker script that is not there: the ENOENT error, else nil.
+local function missing_script(module_path, opts)
+  if opts.exec_path ~= nil or opts.launcher ~= nil then return nil end
+  local path = module_path
+  if opts.cwd and opts.cwd ~= "" and path:sub(1, 1) ~= "/" then
+    path = opts.cwd .. "/" .. path
+  end
+  if exists(path) then return nil end
+  return Error.new({
+    message = format("pool '%s': ENOENT: no such file or directory",
+                     module_path),
+    code = "ENOENT", errno = 2, path = path})
+end
+
 function M.pool(module_path, opts)
   if type(module_path) ~= "string" then
     bad("pool", 1, "module_path must be a string, got " ..
@@ -1039,74 +1099,25 @@ function M.pool(module_path, opts)
     bad("pool", 1, "module_path must not contain NUL bytes", 2)
   end
   opts = options("pool", 2, opts, OPTIONS, 2)
-  local size = whole("pool", 2, opts, "size", 1, false, 2) or
-               math.max(1, core.cpu_count())
-  local min_size = whole("pool", 2, opts, "min_size", 0, false, 2) or 0
-  if min_size > size then
-    bad("pool", 2, format("option 'min_size' (%d) must not be more than " ..
-                          "'size' (%d)", min_size, size), 2)
-  end
-  local concurrency = whole("pool", 2, opts, "concurrency", 1, false, 2) or 1
-  local max_queue = whole("pool", 2, opts, "max_queue", 0, true, 2) or
-                    math.huge
-  local max_tasks = whole("pool", 2, opts, "max_tasks_per_worker", 1, true,
-                          2) or math.huge
-  local retries = whole("pool", 2, opts, "retries", 0, false, 2) or 0
-  local timeout = opts.task_timeout
-  if timeout ~= nil and (timeout ~= timeout or timeout < 0 or
-                         timeout == math.huge) then
-    bad("pool", 2, format("option 'task_timeout' must be a number of ms >= " ..
-                          "0, got %s", tostring(timeout)), 2)
-  end
-  if timeout == 0 then timeout = nil end
-
+  local n = numbers(opts)
+  local launcher, remote_command = remote(module_path, opts)
+  local missing = missing_script(module_path, opts)
+  if missing then return Error.fail(missing) end
   -- Workers spin as any brood loop does: the loop spins only while a
-  -- CPU is free for the peer, so idle workers no longer slow the parent.
-  local env, extend_env = opts.env, nil
-  if env ~= nil then
+  -- CPU is free for the peer, so idle workers do not slow the parent.
+  local env = nil
+  if opts.env ~= nil then
     env = {}
     for k, v in pairs(opts.env) do env[k] = v end
   end
-  local launcher, remote_command = opts.launcher, nil
-  if launcher ~= nil then
-    for _, name in ipairs({"stdio", "exec_path", "exec_argv"}) do
-      if opts[name] ~= nil then
-        bad("pool", 2, format("option '%s' does not go with 'launcher' " ..
-                              "(the launcher's stdio is the channel; use " ..
-                              "'remote_command')", name), 2)
-      end
-    end
-    if type(launcher) == "table" then strings("launcher", launcher, 2) end
-    remote_command = opts.remote_command or
-                     {"brood", "--channel=stdio", module_path}
-    strings("remote_command", remote_command, 2)
-    if #remote_command == 0 then
-      bad("pool", 2, "option 'remote_command' must not be empty", 2)
-    end
-  elseif opts.remote_command ~= nil then
-    bad("pool", 2, "option 'remote_command' needs 'launcher'", 2)
-  end
-  local fork_opts = {env = env, extend_env = extend_env, cwd = opts.cwd,
-                     exec_path = opts.exec_path, exec_argv = opts.exec_argv,
-                     kill_signal = opts.kill_signal, stdio = opts.stdio}
-  if opts.exec_path == nil and launcher == nil then
-    local path = module_path
-    if opts.cwd and opts.cwd ~= "" and path:sub(1, 1) ~= "/" then
-      path = opts.cwd .. "/" .. path
-    end
-    if not exists(path) then
-      return Error.fail(Error.new({
-        message = format("pool '%s': ENOENT: no such file or directory",
-                         module_path),
-        code = "ENOENT", errno = 2, path = path}))
-    end
-  end
-
   local pool = setmetatable({
-    _module = module_path, _fork_opts = fork_opts,
-    _size = size, _min_size = min_size, _concurrency = concurrency,
-    _max_queue = max_queue, _max_tasks = max_tasks, _retries = retries,
-    _timeout = timeout,
+    _module = module_path,
+    _fork_opts = {env = env, cwd = opts.cwd, exec_path = opts.exec_path,
+                  exec_argv = opts.exec_argv, kill_signal = opts.kill_signal,
+                  stdio = opts.stdio},
+    _size = n.size, _min_size = n.min_size, _concurrency = n.concurrency,
+    _max_queue = n.max_queue, _max_tasks = n.max_tasks, _retries = n.retries,
+    _timeout = n.timeout,
     _state = "open",
     _q = {}, _qh = 1, _qt = 0, _queued = 0,
     _tries = {},
@@ -1120,7 +1131,7 @@ function M.pool(module_path, opts)
     _close_waiters = {},
     _events = {worker = {}, exit = {}, error = {}},
   }, Pool)
-  for _ = 1, min_size do
+  for _ = 1, n.min_size do
     if start_worker(pool, true) == nil and pool._broken then break end
   end
   return pool

@@ -5,15 +5,7 @@
 -- @module brood.worker
 local brood = require "brood"
 
--- await lives in brood.loop; a later layout may move it to brood.tasks.
-local await
-for _, modname in ipairs({"brood.tasks", "brood.loop"}) do
-  local ok, mod = pcall(require, modname)
-  if ok and type(mod) == "table" and mod.await then
-    await = mod.await
-    break
-  end
-end
+local await = require("brood.tasks").await
 
 local M = {}
 
@@ -43,27 +35,12 @@ local function wire_error(e)
   return {message = message, traceback = tb}
 end
 
---- brood.worker(fn): serve the pool that started this script; fn(task)
--- returns the task's result. Returns at once: the tasks arrive from the
--- loop (the host runs it after the script), until the pool lets go.
-function M.worker(fn)
-  if type(fn) ~= "function" then
-    error(("bad argument #1 to 'worker' (function expected, got %s)")
-          :format(fn == nil and "no value" or type(fn)), 2)
-  end
-  local parent = brood.parent
-  if parent == nil then
-    error("brood.worker: this script was not started by a pool " ..
-          "(brood.parent is nil)", 2)
-  end
-  if serving then
-    error("brood.worker: this worker already serves its pool", 2)
-  end
-  serving = true
-  local send, go = parent.send, brood.go
+-- run(id, task): fn(task) and its answer to the pool, [id, true, result]
+-- or [id, false, {message, traceback}].
+local function answerer(fn, parent)
+  local send = parent.send
   local reply = {0, true, nil}  -- reused: send encodes it at once
-
-  local function run(id, task)
+  return function(id, task)
     local ok, result = xpcall(fn, wire_error, task)
     if not parent.connected then return end  -- the pool let go meanwhile
     if ok then
@@ -78,13 +55,16 @@ function M.worker(fn)
     end
     send(parent, {id, false, result})
   end
+end
 
-  -- Tasks run in runners: brood tasks that take tasks off a queue, so
-  -- that fn may wait (a runner that waits leaves the queue to the
-  -- others, and a new one starts when none is free). Resuming a parked
-  -- runner costs far less than a brood.go per task.
+-- The "message" handler: each task goes to a runner, a brood task that
+-- takes tasks off a queue, so that fn may wait (a runner that waits
+-- leaves the queue to the others, and a new one starts when none is
+-- free). Resuming a parked runner costs far less than a brood.go per task.
+local function dispatcher(run)
   local ids, tasks, head, tail = {}, {}, 1, 0
   local parked, nparked = {}, 0
+  local go = brood.go
 
   local function park(wake)
     nparked = nparked + 1
@@ -105,24 +85,43 @@ function M.worker(fn)
     end
   end
 
-  parent:on("message", function(msg)
-    if type(msg) == "table" and math_type(msg[1]) == "integer" then
-      local t = tail + 1
-      tail = t
-      ids[t], tasks[t] = msg[1], msg[2]
-      if nparked > 0 then
-        local wake = parked[nparked]
-        parked[nparked] = nil
-        nparked = nparked - 1
-        wake()
-      else
-        go(runner)
-      end
+  return function(msg)
+    if type(msg) ~= "table" or math_type(msg[1]) ~= "integer" then return end
+    local t = tail + 1
+    tail = t
+    ids[t], tasks[t] = msg[1], msg[2]
+    if nparked > 0 then
+      local wake = parked[nparked]
+      parked[nparked] = nil
+      nparked = nparked - 1
+      wake()
+    else
+      go(runner)
     end
-  end)
+  end
+end
+
+--- brood.worker(fn): serve the pool that started this script; fn(task)
+-- returns the task's result. Returns at once: the tasks arrive from the
+-- loop (the host runs it after the script), until the pool lets go.
+function M.worker(fn)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'worker' (function expected, got %s)")
+          :format(fn == nil and "no value" or type(fn)), 2)
+  end
+  local parent = brood.parent
+  if parent == nil then
+    error("brood.worker: this script was not started by a pool " ..
+          "(brood.parent is nil)", 2)
+  end
+  if serving then
+    error("brood.worker: this worker already serves its pool", 2)
+  end
+  serving = true
+  parent:on("message", dispatcher(answerer(fn, parent)))
   -- a send after the pool closed the channel: nothing to tell anyone
   parent:on("error", function() end)
-  send(parent, {0})  -- ready
+  parent:send({0})  -- ready
 end
 
 return M
