@@ -70,32 +70,27 @@ local function abandon(children, sig)
   for _, c in ipairs(children) do c:wait() end
 end
 
---- brood.pipeline(stages, opts?) (waiting) -> result | nil, err, code.
-function M.pipeline(stages, opts)
-  local list = check_stages(stages)
-  local exec_opts, spawn_opts = exec.split_options("pipeline", 2, opts,
-                                                   OPTIONS)
-  tasks.must_wait()
-  local n = #list
-  local cmds = {}
-  for k = 1, n do cmds[k] = list[k].cmd end
-  local cmd = concat(cmds, " | ")
+-- spawn's options for stage `st` (shell strings run through the shell).
+local function stage_options(st, spawn_opts, stdio)
+  local o = {}
+  for key, v in pairs(spawn_opts) do o[key] = v end
+  if st.shell then
+    if not o.shell then o.shell = true end
+  else
+    o.shell = nil
+  end
+  o.stdio = stdio
+  return o
+end
 
-  -- start every stage; the parent keeps no end of the pipes between
-  -- them, so a stage that exits early gives the one before it EPIPE
-  local children, prev_r = {}, nil
+-- Start every stage; the parent keeps no end of the pipes between them,
+-- so a stage that exits early gives the one before it EPIPE. Returns the
+-- children, or nil, err, code (the stages started are killed and reaped).
+local function start_stages(list, exec_opts, spawn_opts, cmd)
+  local n, children, prev_r = #list, {}, nil
   for k = 1, n do
-    local st = list[k]
-    local o = {}
-    for key, v in pairs(spawn_opts) do o[key] = v end
-    if st.shell then
-      if not o.shell then o.shell = true end
-    else
-      o.shell = nil
-    end
-    local r, w
+    local r, w, code
     if k < n then
-      local code
       r, w, code = core.pipe()
       if not r then
         if prev_r then core.close_fd(prev_r) end
@@ -106,21 +101,26 @@ function M.pipeline(stages, opts)
       end
     end
     local stdin = prev_r or (exec_opts.input ~= nil and "pipe" or "ignore")
-    o.stdio = {stdin, w or "pipe", "pipe"}
-    local child, err, code = process.spawn_child("pipeline", 2, st.file,
-                                                 st.args, o)
+    local o = stage_options(list[k], spawn_opts, {stdin, w or "pipe", "pipe"})
+    local child, err, code2 = process.spawn_child("pipeline", 2, list[k].file,
+                                                  list[k].args, o)
     if prev_r then core.close_fd(prev_r) end
     if w then core.close_fd(w) end
     prev_r = r
     if not child then
       if r then core.close_fd(r) end
       abandon(children, exec_opts.kill_signal)
-      return exec._launch_failed(err, code, cmd)
+      return exec._launch_failed(err, code2, cmd)
     end
     children[k] = child
   end
+  return children
+end
 
-  -- collect under one policy: a timeout or too much output ends them all
+-- Collect under one policy (a timeout or too much output ends them all)
+-- and wait for every stage and stream; returns the supervisor.
+local function supervise(children, exec_opts)
+  local n = #children
   local streams, pending, exits = {}, 0, 0
   local finished, wake = false, nil
   local supervisor = exec.new_supervisor(exec_opts, loop.default,
@@ -171,8 +171,25 @@ function M.pipeline(stages, opts)
       return function() supervisor:terminate() end
     end)
   end
-  local shells = {}
-  for k = 1, n do shells[k] = list[k].shell or false end
+  return supervisor
+end
+
+--- brood.pipeline(stages, opts?) (waiting) -> result | nil, err, code.
+function M.pipeline(stages, opts)
+  local list = check_stages(stages)
+  local exec_opts, spawn_opts = exec.split_options("pipeline", 2, opts,
+                                                   OPTIONS)
+  tasks.must_wait()
+  local n = #list
+  local cmds, shells = {}, {}
+  for k = 1, n do
+    cmds[k] = list[k].cmd
+    shells[k] = list[k].shell or false
+  end
+  local cmd = concat(cmds, " | ")
+  local children, err, code = start_stages(list, exec_opts, spawn_opts, cmd)
+  if not children then return nil, err, code end
+  local supervisor = supervise(children, exec_opts)
   return M._outcome(supervisor, children, cmd, n, shells)
 end
 
