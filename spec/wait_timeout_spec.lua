@@ -238,4 +238,21 @@ describe("task:cancel() (issue 13)", function()
     assert.is_false(pcall(outer.wait, outer))
     assert.are.equal("inner", inner:wait())
   end)
+
+  it("a lines() step cancelled mid-line loses and repeats nothing",
+     function()
+    local c = assert(brood.spawn("sh", {"-c",
+      "printf ab; sleep 0.3; printf 'cd\\nef\\n'"}))
+    local next_line = c.stdout:lines()
+    local t = brood.go(function() return next_line() end)
+    brood.sleep(150)  -- "ab" has arrived; the step waits for the rest
+    t:cancel()
+    local ok, err = pcall(t.wait, t)
+    assert.is_false(ok)
+    assert.are.equal("ECANCELED", err.code)
+    assert.are.equal("abcd", next_line())
+    assert.are.equal("ef", next_line())
+    assert.is_nil(next_line())
+    c:wait()
+  end)
 end)

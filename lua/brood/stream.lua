@@ -319,7 +319,10 @@ function Stream:lines()
         return line
       end
       if pos <= #chunk then parts[#parts + 1] = chunk:sub(pos) end
-      chunk, pos = self:read(), 1
+      -- kept in parts now: a read that raises (a cancelled task) must not
+      -- leave it in chunk too, or the next step would take it twice
+      chunk, pos = "", 1
+      chunk = self:read()
       if chunk == nil then
         chunk = ""
         if #parts > 0 then

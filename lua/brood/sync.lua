@@ -43,7 +43,9 @@ end
 
 -- Run file/args to completion on a private loop. Returns the run record
 -- (as exec.result_error reads it) or nil, err, code for a launch failure.
-local function run(fname, n, file, args, opts, shell)
+-- Every sync call runs its child through M._run, the seam brood.testing
+-- replaces with its scripted programs.
+function M._run(fname, n, file, args, opts, shell)
   local exec_opts, spawn_opts = exec.split_options(fname, n, opts,
     fname == "spawn_sync" and exec.SPAWN_SYNC_OPTIONS or nil)
   if shell and not spawn_opts.shell then spawn_opts.shell = true end
@@ -100,7 +102,7 @@ end
 -- failures: they are in `error` (ENOENT, ETIMEDOUT, max_buffer).
 function M.spawn_sync(file, args, opts)
   local argv, options = process.split_args("spawn_sync", args, opts)
-  local rec, err = run("spawn_sync", 3, file, argv, options, false)
+  local rec, err = M._run("spawn_sync", 3, file, argv, options, false)
   if not rec then
     return {pid = 0, status = nil, signal = nil, error = err}
   end
@@ -142,7 +144,7 @@ end
 --- brood.exec_sync(command, opts?) -> stdout | nil, err, code
 function M.exec_sync(command, opts)
   command = check.cstring("exec_sync", 1, command, "command")
-  local rec, err, code = run("exec_sync", 2, command, {}, opts, true)
+  local rec, err, code = M._run("exec_sync", 2, command, {}, opts, true)
   return finish(rec, err, code, command, opts_check(opts))
 end
 
@@ -150,7 +152,8 @@ end
 function M.exec_file_sync(file, args, opts)
   local argv, options = process.split_args("exec_file_sync", args, opts)
   file = check.cstring("exec_file_sync", 1, file, "file")
-  local rec, err, code = run("exec_file_sync", 3, file, argv, options, false)
+  local rec, err, code = M._run("exec_file_sync", 3, file, argv, options,
+                                false)
   return finish(rec, err, code, process.command_line(file, argv),
                 opts_check(options))
 end

@@ -3,6 +3,7 @@
 --
 -- The fake takes the place of `brood.process.spawn_child`, the one seam
 -- every asynchronous launch goes through (spawn, exec, exec_file, fork),
+-- of `brood.sync._run`, which runs each sync call's child to completion,
 -- and of exec's supervisor clocks. Its children are real brood.Child
 -- objects over fake stream handles, so events, streams, wait and kill
 -- behave as they do for a real child; only the process is scripted.
@@ -14,6 +15,7 @@ local Error = require "brood.error"
 local process = require "brood.process"
 local stream = require "brood.stream"
 local exec = require "brood.exec"
+local sync = require "brood.sync"
 
 local M = {}
 
@@ -249,6 +251,7 @@ function Fake:restore()
   self:_schedule()
   process.spawn_child = self.saved.spawn_child
   exec.new_supervisor = self.saved.new_supervisor
+  sync._run = self.saved.sync_run
   if active == self then active = nil end
 end
 
@@ -352,6 +355,89 @@ function Fake:_supervisor(...)
   return sup
 end
 
+-- The first rule matching file/args, or nil.
+function Fake:_rule(file, args)
+  for _, r in ipairs(self.rules) do
+    if matches(r, file, args) then return r end
+  end
+end
+
+-- One sync call's child (spawn_sync, exec_sync, exec_file_sync), run to
+-- completion at once: the options are checked as for a real run, the
+-- output goes through exec's supervisor (so max_buffer cuts and kills as
+-- real), and the clock moves to the exit, or to the timeout or
+-- idle_timeout if that comes first. Returns the run record as sync's own
+-- run does, or nil, err, code.
+function Fake:_run_sync(fname, n, file, args, opts, shell)
+  local exec_opts, spawn_opts = exec.split_options(fname, n, opts,
+    fname == "spawn_sync" and exec.SPAWN_SYNC_OPTIONS or nil)
+  if shell and not spawn_opts.shell then spawn_opts.shell = true end
+  local _, policy = process.prepare(fname, file, args, spawn_opts, n)
+  local call = {file = file, args = table.move(args, 1, #args, 1, {}),
+                opts = opts}
+  function call.stdin() return exec_opts.input or "" end
+  self.calls[#self.calls + 1] = call
+  local rule = self:_rule(file, args)
+  if rule == nil then return enoent(file, args) end
+  local script = rule.script
+  self.next_pid = self.next_pid + 1
+  call.pid = self.next_pid
+  -- A clock of its own from now on: no callback of the script runs
+  -- while a sync call waits, so timers of async fakes that fall due
+  -- meanwhile fire only after it returns, as on a real loop.
+  local clock, started = new_clock(), self.clock.now
+  clock.now = started
+  local exited, exit_timer = false, nil
+  local sup
+  local function die(num)
+    if exited then return end
+    exited = true
+    if exit_timer then exit_timer.close() end
+    local status = process.exit_status(num == nil and (script.code or 0)
+                                       or nil, num, 0, 0, 0,
+                                       clock.now - started)
+    local rec = sup.rec
+    rec.code, rec.signal = status.code, status.signal
+    rec.rusage, rec.duration = status.rusage, status.duration
+    sup:on_exit(false)
+    sup:stop_timers()
+  end
+  -- a kill (timeout, idle_timeout, max_buffer) ends it at once
+  sup = self.saved.new_supervisor(exec_opts, nil, function(sig)
+    if exited then return nil end
+    clock:timer(0, function() die(sig) end)
+    return true
+  end, function() end)
+  function sup.start_timer(s, name, ms, fn)
+    s.timers[name] = clock:timer(ms, function()
+      s.timers[name] = nil
+      fn()
+    end)
+  end
+  sup.rec.pid = call.pid
+  local out = sup:collector("stdout")
+  local err_out = exec_opts.merge_stderr and out or sup:collector("stderr")
+  local sig = signum("on", script.signal)
+  exit_timer = clock:timer(script.delay or 0, function()
+    exit_timer = nil
+    die(sig)
+  end)
+  sup:start()
+  if script.stdout and script.stdout ~= "" then out(script.stdout) end
+  if script.stderr and script.stderr ~= "" then err_out(script.stderr) end
+  while not exited do
+    local t = clock:next_due()
+    if t == nil then break end
+    clock:advance_to(t.due)
+  end
+  sup:stop_timers()
+  self.clock.now = clock.now
+  self:_schedule()
+  sup.rec.stdout = sup:output("stdout")
+  sup.rec.stderr = sup:output("stderr")
+  return sup.rec
+end
+
 --- Replace the spawner until fake:restore(). Returns the fake.
 function M.fake()
   if active then
@@ -362,10 +448,11 @@ function M.fake()
     calls = {}, rules = {}, clock = new_clock(), procs = {}, live = 0,
     next_pid = 900000,
     saved = {spawn_child = process.spawn_child,
-             new_supervisor = exec.new_supervisor},
+             new_supervisor = exec.new_supervisor, sync_run = sync._run},
   }, Fake)
   process.spawn_child = function(...) return fake:_spawn(...) end
   exec.new_supervisor = function(...) return fake:_supervisor(...) end
+  sync._run = function(...) return fake:_run_sync(...) end
   active = fake
   return fake
 end
