@@ -15,6 +15,9 @@ M.fixtures = "spec/fixtures"
 local brood = require "brood"
 local core = require "brood.core"
 M.brood, M.core = brood, core
+-- the build directory as an absolute path (for scripts run elsewhere)
+M.build_abs = build:sub(1, 1) == "/" and build or
+              (assert(core.cwd()) .. "/" .. build:gsub("^%./", ""))
 
 -- libuv reserves one fd per loop (its EMFILE fallback, /dev/null) when
 -- the loop's first stream opens, and keeps it: open one now, so that a

@@ -128,7 +128,7 @@ describe("brood.pipeline (issue 13)", function()
       io.write(r.stdout, table.concat(r.codes, ","), "\n")
     ]])
     local env = {LUA_PATH = cwd .. "/lua/?.lua;" .. cwd .. "/lua/?/init.lua;;",
-                 LUA_CPATH = cwd .. "/" .. H.build .. "/lib/?.so;;"}
+                 LUA_CPATH = H.build_abs .. "/lib/?.so;;"}
     local a = assert(brood.exec_file(H.host, {script}, {extend_env = env}))
     local b = assert(brood.exec_file("lua5.4", {"-e",
       "package.path = os.getenv('LUA_PATH') " ..

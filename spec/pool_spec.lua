@@ -36,7 +36,7 @@ end
 
 local LUA_ENV = {
   LUA_PATH = CWD .. "/lua/?.lua;" .. CWD .. "/lua/?/init.lua;;",
-  LUA_CPATH = (H.build:find("^/") and H.build or CWD .. "/" .. H.build) ..
+  LUA_CPATH = H.build_abs ..
               "/lib/?.so;;",
 }
 
