@@ -9,12 +9,19 @@
 **   body  = one MessagePack value
 **
 ** Sending encodes straight from the Lua stack into the channel's output
-** buffer. Frames queued in one loop turn are written together (by the
-** channel's job, which the loop runs before it polls); once 64 KiB are queued
-** they go out at once, so a large frame is one write of its own size. A
-** frame with a handle ends the write it belongs to (uv_write2). The
-** buffer is handed to the write request (or written at once with
-** uv_try_write when nothing is queued), never copied.
+** buffer, except the bytes of large strings (32 KiB or more, anywhere in
+** the value): only their MessagePack headers go into the buffer, and the
+** write takes the string's own bytes as one more iovec (a segment), the
+** string kept alive by a registry ref until its write is done. So a large
+** message costs no copy and no fresh memory however many are queued (a
+** string sent 200 times is queued 200 times, held once). Frames queued in
+** one loop turn are written together (by the channel's job, which the
+** loop runs before it polls); once 64 KiB are queued they go out at once,
+** so a large frame is one write of its own. A frame with a handle ends the
+** write it belongs to (uv_write2). The buffer and its segments are handed
+** to the write request (or a buffer without segments written at once with
+** uv_try_write when nothing is queued), never copied; a small buffer
+** comes back to the channel when its write is done, for the next frames.
 **
 ** Receiving reads into one input buffer; a frame's length is checked
 ** against max_message_size before room is made for it, and a large frame
@@ -29,6 +36,7 @@
 ** channel closes first.
 */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <stdlib.h>
@@ -45,14 +53,17 @@
 
 typedef struct brood_channel_s brood_channel_t;
 
-/* One write: a buffer of frames and the callbacks of the sends in it (a
-** request, req.c, whose data_ref keeps the handle sent with it alive).
+/* One write: a buffer of frames, the segments it is interleaved with
+** (their refs are released in batch_done, exactly once), and the
+** callbacks of the sends in it (a request, req.c, whose data_ref keeps the
+** handle sent with it alive).
 ** Every callback runs exactly once: from batch_write_cb, or, for a write
 ** that libuv refused at once, from the channel's list of failed batches
 ** (batches_fail), never before the send that queued it has returned. */
 typedef struct batch_s {
   brood_req_t r;
   brood_buf_t buf;
+  brood_segs_t segs;  /* large strings between the buffer's bytes */
   int* cbs;           /* registry refs; released in batch_done */
   int ncbs;
   brood_handle_t* pinned;  /* the handle sent: its block may not close
@@ -68,6 +79,8 @@ struct brood_channel_s {
   size_t in_pos;
   size_t max_message;   /* body bytes */
   brood_buf_t out;      /* frames queued, not yet handed to libuv */
+  brood_segs_t segs;    /* the large strings of the frames in `out` */
+  brood_buf_t spare;    /* a small buffer back from a write, for `out` */
   int* out_cbs;         /* callbacks of the sends in `out` */
   int n_out_cbs, cap_out_cbs;
   size_t hwm;           /* send() reports "full" from this many bytes */
@@ -87,21 +100,43 @@ struct brood_channel_s {
 
 static void channel_parse(brood_channel_t* ch);
 
-static size_t queued_bytes(brood_channel_t* ch) {
-  return uv_stream_get_write_queue_size((uv_stream_t*)&ch->pipe) + ch->out.len;
+/* Bytes of the frames in `out`, segments included. */
+static size_t out_bytes(brood_channel_t* ch) {
+  return ch->out.len + ch->segs.bytes;
 }
 
-/* Call the batch's callbacks with status, release its refs, free it. */
-static void batch_done(batch_t* b, int status) {
+static size_t queued_bytes(brood_channel_t* ch) {
+  return uv_stream_get_write_queue_size((uv_stream_t*)&ch->pipe) +
+         out_bytes(ch);
+}
+
+/* Keep a small buffer whose write is done for the next batch (while the
+** channel is open: channel_release frees the spare); else free it. */
+static void buf_recycle(brood_channel_t* ch, brood_buf_t* buf) {
+  if (ch != NULL && ch->h.state == BROOD_OPEN && ch->spare.data == NULL &&
+      buf->cap <= 2 * WRITE_CHUNK) {
+    ch->spare = *buf;
+    ch->spare.len = 0;
+    memset(buf, 0, sizeof(*buf));
+    return;
+  }
+  brood__buf_free(buf);
+}
+
+/* Call the batch's callbacks with status, release its refs (the strings
+** of its segments too; without touching Lua once the state is going),
+** give its buffer back to ch (or free it), free it. */
+static void batch_done(batch_t* b, brood_channel_t* ch, int status) {
   brood_loop_t* loop = b->r.loop;
   if (b->pinned != NULL) brood__handle_unpin(b->pinned);
+  brood__segs_free(loop->torn_down ? NULL : loop->main, &b->segs);
   if (!loop->torn_down) {
     for (int i = 0; i < b->ncbs; i++) {
       brood__call_status(loop, b->cbs[i], status);
       brood__unref(loop->main, &b->cbs[i]);
     }
   }
-  brood__buf_free(&b->buf);
+  buf_recycle(loop->torn_down ? NULL : ch, &b->buf);
   free(b->cbs);
   brood__req_done(&b->r, status);
 }
@@ -112,7 +147,7 @@ static void batches_fail(brood_channel_t* ch) {
   while (ch->failed != NULL) {
     batch_t* b = ch->failed;
     ch->failed = b->next;
-    batch_done(b, b->status);
+    batch_done(b, ch, b->status);
   }
 }
 
@@ -127,7 +162,7 @@ static void maybe_drain(brood_channel_t* ch) {
 static void batch_write_cb(uv_write_t* req, int status) {
   brood_loop_t* loop = ((batch_t*)req)->r.loop;
   brood_channel_t* ch = (brood_channel_t*)req->handle->data;
-  batch_done((batch_t*)req, status);
+  batch_done((batch_t*)req, ch, status);
   if (!loop->torn_down && ch != NULL) maybe_drain(ch);
 }
 
@@ -149,7 +184,8 @@ static uv_buf_t whole_buf(char* data, size_t len) {
 ** round, buffer kept). Returns 1 if all of it went. */
 static int flush_now(brood_channel_t* ch) {
   uv_stream_t* stream = (uv_stream_t*)&ch->pipe;
-  if (ch->n_out_cbs != 0 || uv_stream_get_write_queue_size(stream) != 0)
+  if (ch->n_out_cbs != 0 || ch->segs.n != 0 ||
+      uv_stream_get_write_queue_size(stream) != 0)
     return 0;
   uv_buf_t now = whole_buf(ch->out.data, ch->out.len);
   int n = uv_try_write(stream, &now, 1);
@@ -171,16 +207,49 @@ static batch_t* batch_take(brood_channel_t* ch) {
   batch_t* b = (batch_t*)brood__req_new(ch->h.loop, sizeof(batch_t));
   if (b == NULL) return NULL;
   b->buf = ch->out;
+  b->segs = ch->segs;
   b->cbs = ch->out_cbs;
   b->ncbs = ch->n_out_cbs;
-  memset(&ch->out, 0, sizeof(ch->out));
+  memset(&ch->segs, 0, sizeof(ch->segs));
   ch->out_cbs = NULL;
   ch->n_out_cbs = ch->cap_out_cbs = 0;
-  /* the next frames go into a buffer of a write's size at once, rather
-  ** than one regrown from nothing */
-  (void)brood__buf_reserve(&ch->out, b->buf.len < WRITE_CHUNK
-                                         ? b->buf.len : WRITE_CHUNK);
+  /* the next frames go into a buffer back from a write, or one of a
+  ** write's size at once, rather than one regrown from nothing */
+  ch->out = ch->spare;
+  memset(&ch->spare, 0, sizeof(ch->spare));
+  if (ch->out.data == NULL)
+    (void)brood__buf_reserve(&ch->out, b->buf.len < WRITE_CHUNK
+                                           ? b->buf.len : WRITE_CHUNK);
   return b;
+}
+
+/* Up to this many iovecs on the stack; libuv copies them into the
+** request (past 4, into memory of its own). */
+#define IOVECS_ON_STACK 16
+
+/* The batch's bytes as iovecs: the buffer cut at each segment, the
+** segment's string between. Returns the count, or -1 without memory;
+** *bufs is `stack` or a malloc'd array. */
+static int batch_iovecs(batch_t* b, uv_buf_t* stack, uv_buf_t** bufs) {
+  size_t most = 2 * (size_t)b->segs.n + 1;
+  uv_buf_t* v = stack;
+  if (most > IOVECS_ON_STACK) {
+    if (most > INT_MAX / sizeof(uv_buf_t) ||
+        (v = (uv_buf_t*)malloc(most * sizeof(uv_buf_t))) == NULL)
+      return -1;
+  }
+  int n = 0;
+  size_t pos = 0;
+  for (int i = 0; i < b->segs.n; i++) {
+    const brood_seg_t* seg = &b->segs.v[i];
+    if (seg->off > pos) v[n++] = whole_buf(b->buf.data + pos, seg->off - pos);
+    v[n++] = whole_buf((char*)seg->data, seg->len);
+    pos = seg->off;
+  }
+  if (b->buf.len > pos || n == 0)
+    v[n++] = whole_buf(b->buf.data + pos, b->buf.len - pos);
+  *bufs = v;
+  return n;
 }
 
 /* libuv refused the write: it will not call back, so the loop does, with
@@ -202,7 +271,7 @@ static void batch_refused(brood_channel_t* ch, batch_t* b, int err) {
 static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
                          int handle_ref) {
   uv_stream_t* send_handle = sent != NULL ? (uv_stream_t*)sent->uv : NULL;
-  if (ch->out.len == 0 && send_handle == NULL) return 0;
+  if (out_bytes(ch) == 0 && send_handle == NULL) return 0;
   if (send_handle == NULL && flush_now(ch)) return 0;
   batch_t* b = batch_take(ch);
   if (b == NULL) {
@@ -213,11 +282,17 @@ static int channel_flush(brood_channel_t* ch, brood_handle_t* sent,
     return UV_ENOMEM;
   }
   b->r.data_ref = handle_ref;  /* unref: brood__req_done */
-  uv_buf_t buf = whole_buf(b->buf.data, b->buf.len);
+  uv_buf_t stack[IOVECS_ON_STACK];
+  uv_buf_t* bufs;
+  int nbufs = batch_iovecs(b, stack, &bufs);
   uv_stream_t* stream = (uv_stream_t*)&ch->pipe;
-  int err = send_handle != NULL
-      ? uv_write2(&b->r.u.write, stream, &buf, 1, send_handle, batch_write_cb)
-      : uv_write(&b->r.u.write, stream, &buf, 1, batch_write_cb);
+  int err = nbufs < 0 ? UV_ENOMEM
+      : send_handle != NULL
+      ? uv_write2(&b->r.u.write, stream, bufs, (unsigned)nbufs, send_handle,
+                  batch_write_cb)
+      : uv_write(&b->r.u.write, stream, bufs, (unsigned)nbufs,
+                 batch_write_cb);
+  if (bufs != stack && nbufs >= 0) free(bufs);
   if (err != 0) {
     batch_refused(ch, b, err);
   } else if (sent != NULL) {
@@ -267,17 +342,20 @@ static int push_out_cb(brood_channel_t* ch, lua_State* L, int idx) {
 static int frame_encode(lua_State* L, brood_channel_t* ch, int kind) {
   brood_buf_t* out = &ch->out;
   size_t start = out->len;
+  size_t seg_bytes = ch->segs.bytes;
+  int seg0 = ch->segs.n;
   if (brood__buf_reserve(out, FRAME_HEADER) != 0)
     return luaL_error(L, "brood: out of memory");
   out->len += FRAME_HEADER;
-  const char* err = brood__encode(L, 2, out);
+  const char* err = brood__encode_segs(L, 2, out, &ch->segs);
   if (err != NULL) {
     out->len = start;
     return luaL_argerror(L, 2, err);  /* "bad argument #1 to 'send'" */
   }
-  size_t body = out->len - start - FRAME_HEADER;
+  size_t body = out->len - start - FRAME_HEADER + ch->segs.bytes - seg_bytes;
   if (body > ch->max_message) {
     out->len = start;
+    brood__segs_truncate(L, &ch->segs, seg0);
     luaL_pushfail(L);
     lua_pushfstring(L, "message of %I bytes exceeds max_message_size (%I)",
                     (lua_Integer)body, (lua_Integer)ch->max_message);
@@ -303,7 +381,7 @@ static int frame_queued(lua_State* L, brood_channel_t* ch,
     int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* unref: batch_done */
     return channel_flush(ch, sent, handle_ref);
   }
-  if (ch->out.len >= WRITE_CHUNK) return channel_flush(ch, NULL, LUA_NOREF);
+  if (out_bytes(ch) >= WRITE_CHUNK) return channel_flush(ch, NULL, LUA_NOREF);
   schedule_flush(ch);
   return 0;
 }
@@ -331,10 +409,12 @@ static int channel_send(lua_State* L) {
     if (fderr != 0) return brood__push_error(L, fderr);
   }
   size_t start = ch->out.len;
+  int seg0 = ch->segs.n;
   int failed = frame_encode(L, ch, (int)kind);
   if (failed) return failed;
   if (!lua_isnoneornil(L, 5) && push_out_cb(ch, L, 5) != 0) {
     ch->out.len = start;
+    brood__segs_truncate(L, &ch->segs, seg0);
     return luaL_error(L, "brood: out of memory");
   }
   /* From here on the frame is queued and cb taken: a write that fails
@@ -648,6 +728,9 @@ static void channel_release(brood_handle_t* h) {
   batches_fail(ch);
   brood__buf_free(&ch->in);
   brood__buf_free(&ch->out);
+  brood__buf_free(&ch->spare);
+  /* the strings of frames never handed to libuv */
+  brood__segs_free(loop->torn_down ? NULL : loop->main, &ch->segs);
   if (!loop->torn_down) {
     for (int i = 0; i < ch->n_out_cbs; i++) {
       brood__call_status(loop, ch->out_cbs[i], UV_ECANCELED);

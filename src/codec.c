@@ -81,6 +81,7 @@ static inline int buf_append(brood_buf_t* b, const char* bytes, size_t len) {
 typedef struct {
   lua_State* L;
   brood_buf_t* b;
+  brood_segs_t* segs;  /* NULL: every string is copied into b */
   int depth;
   const void* path[BROOD_CODEC_MAX_DEPTH];  /* tables being encoded */
   const char* err;
@@ -132,6 +133,74 @@ static int utf8_valid(const unsigned char* s, size_t len) {
 
 static int encode_value(encoder_t* e, int idx);
 
+/* ----- segments: large strings written from Lua's copy ----------------- */
+
+void brood__segs_truncate(lua_State* L, brood_segs_t* segs, int from) {
+  for (int i = from; i < segs->n; i++) {
+    if (L != NULL) luaL_unref(L, LUA_REGISTRYINDEX, segs->v[i].ref);
+    segs->bytes -= segs->v[i].len;
+  }
+  if (from < segs->n) segs->n = from;
+}
+
+void brood__segs_free(lua_State* L, brood_segs_t* segs) {
+  brood__segs_truncate(L, segs, 0);
+  free(segs->v);
+  segs->v = NULL;
+  segs->n = segs->cap = 0;
+  segs->bytes = 0;
+}
+
+/* lua_pcall'd: a ref to the string given (luaL_ref may raise for memory,
+** which must not unwind through an encoding half done). */
+static int take_ref(lua_State* L) {
+  lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 1;
+}
+
+/* The string at idx (s, len; its header is in the buffer) becomes a
+** segment at the buffer's end rather than being copied. */
+static int segment_add(encoder_t* e, int idx, const char* s, size_t len) {
+  lua_State* L = e->L;
+  brood_segs_t* segs = e->segs;
+  if (segs->n == segs->cap) {
+    int cap = segs->cap ? segs->cap * 2 : 4;
+    brood_seg_t* v =
+        (brood_seg_t*)realloc(segs->v, (size_t)cap * sizeof(*v));
+    if (v == NULL) return -1;
+    segs->v = v;
+    segs->cap = cap;
+  }
+  if (!lua_checkstack(L, 2)) {
+    e->err = "Lua stack overflow";
+    return -1;
+  }
+  lua_pushcfunction(L, take_ref);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return -1;  /* out of memory */
+  }
+  brood_seg_t* seg = &segs->v[segs->n++];
+  seg->ref = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  seg->off = e->b->len;
+  seg->data = s;
+  seg->len = len;
+  segs->bytes += len;
+  return 0;
+}
+
+static int segs_count(encoder_t* e) {
+  return e->segs != NULL ? e->segs->n : 0;
+}
+
+/* The buffer went back to a length it had with `n` segments: drop the
+** ones recorded since. */
+static void segs_rewind(encoder_t* e, int n) {
+  if (e->segs != NULL) brood__segs_truncate(e->L, e->segs, n);
+}
+
 /* Did brood.array mark the table at idx? (Asked only of empty tables and
 ** tables that are not plain sequences, so the set is fetched lazily.) */
 static int is_marked(encoder_t* e, int idx) {
@@ -176,6 +245,7 @@ static int encode_map(encoder_t* e, int idx) {
   lua_State* L = e->L;
   brood_buf_t* b = e->b;
   size_t start = b->len;
+  int seg0 = segs_count(e);
   if (brood__buf_reserve(b, 5) != 0) return -1;
   b->len += 5;
   size_t count = 0;
@@ -208,7 +278,11 @@ static int encode_map(encoder_t* e, int idx) {
     hdr[4] = (unsigned char)count;
     h = 5;
   }
-  if (h != 5) memmove(b->data + start + h, b->data + start + 5, body);
+  if (h != 5) {
+    memmove(b->data + start + h, b->data + start + 5, body);
+    /* the segments in the body moved with it */
+    for (int i = seg0; i < segs_count(e); i++) e->segs->v[i].off -= 5 - h;
+  }
   memcpy(b->data + start, hdr, h);
   b->len = start + h + body;
   return 0;
@@ -240,6 +314,7 @@ static int encode_table(encoder_t* e, int idx) {
   int rc;
   lua_Unsigned n = lua_rawlen(L, idx);
   size_t start = e->b->len;
+  int seg0 = segs_count(e);
   if (n > 0) {
     /* Fast path: traversal yields 1, 2, ... n and then ends. */
     rc = brood_mp_array(e->b, (size_t)n);
@@ -260,6 +335,7 @@ static int encode_table(encoder_t* e, int idx) {
     if (rc == 0 && expect == (lua_Integer)n + 1) goto done;
     if (rc != 0) goto done;
     e->b->len = start;  /* not in order: decide the slow way */
+    segs_rewind(e, seg0);
     if (is_marked(e, idx) || keys_are_sequence(L, idx, n))
       rc = encode_array_part(e, idx, n);
     else
@@ -304,13 +380,13 @@ static int encode_value(encoder_t* e, int idx) {
         e->err = "string longer than 4 GiB";
         return -1;
       }
-      if (utf8_valid((const unsigned char*)s, len)) {
-        rc = brood_mp_str(e->b, len);
-        if (rc == 0) rc = brood_mp_str_body(e->b, s, len);
-      } else {
-        rc = brood_mp_bin(e->b, len);
-        if (rc == 0) rc = brood_mp_bin_body(e->b, s, len);
-      }
+      rc = utf8_valid((const unsigned char*)s, len) ? brood_mp_str(e->b, len)
+                                                    : brood_mp_bin(e->b, len);
+      if (rc != 0) break;
+      if (len >= BROOD_CODEC_SEGMENT_MIN && e->segs != NULL)
+        rc = segment_add(e, idx, s, len);
+      else
+        rc = buf_append(e->b, s, len);
       break;
     }
     case LUA_TTABLE:
@@ -325,12 +401,15 @@ static int encode_value(encoder_t* e, int idx) {
   return rc;
 }
 
-const char* brood__encode(lua_State* L, int idx, brood_buf_t* b) {
+const char* brood__encode_segs(lua_State* L, int idx, brood_buf_t* b,
+                               brood_segs_t* segs) {
   encoder_t e;
   idx = lua_absindex(L, idx);
   size_t before = b->len;
   e.L = L;
   e.b = b;
+  e.segs = segs;
+  int seg0 = segs_count(&e);
   e.depth = 0;
   e.err = NULL;
   int top = lua_gettop(L);
@@ -339,9 +418,14 @@ const char* brood__encode(lua_State* L, int idx, brood_buf_t* b) {
   lua_settop(L, top);
   if (rc != 0) {
     b->len = before;
+    segs_rewind(&e, seg0);
     return e.err != NULL ? e.err : "out of memory";
   }
   return NULL;
+}
+
+const char* brood__encode(lua_State* L, int idx, brood_buf_t* b) {
+  return brood__encode_segs(L, idx, b, NULL);
 }
 
 /* ----- decoding -------------------------------------------------------- */
