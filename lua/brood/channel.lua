@@ -296,6 +296,12 @@ function M.extend(class)
   function class:send(msg, handle, opts, cb)
     local channel = self._channel
     if channel == nil then no_channel() end
+    if handle == nil and opts == nil and cb == nil and channel.connected then
+      -- the common case, inline: child:send is the hot path of IPC
+      local queued, full, code = channel._ch:send(msg)
+      if queued ~= nil then return not full end
+      return report(channel, Error.new({message = full, code = code}))
+    end
     return channel:send(msg, handle, opts, cb)
   end
   function class:recv(ms)
