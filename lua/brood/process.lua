@@ -430,6 +430,85 @@ function M.open_ends(on_loop, parent, count, max_message_size, context)
   return Error.fail(failed)
 end
 
+-- ----- admission control (DESIGN §10) -----------------------------------
+
+-- Our children on the default loop: `live` have not exited yet (what
+-- brood.max_children bounds); `held` have not closed yet (exited ones may
+-- still hold pipe fds, which an EMFILE retry waits for).
+M.live, M.held = 0, 0
+-- Spawns (inside tasks) waiting for a child of ours to exit or close.
+local slot_waiters = {}
+
+-- Wake the longest waiter, later (not inside the exit callback). One
+-- event frees room for about one spawn: waking them all would only have
+-- the rest fail again.
+local function wake_one()
+  local done = table.remove(slot_waiters, 1)
+  if done then defer(done) end
+end
+
+local function max_children(fname)
+  local b = package.loaded["brood"]
+  local max = type(b) == "table" and rawget(b, "max_children") or nil
+  if max ~= nil and (math.type(max) ~= "integer" or max < 1) then
+    check.raise(("%s: brood.max_children must be nil or an integer >= 1"):
+                format(fname))
+  end
+  return max
+end
+
+local function full_error(fname, file, max)
+  return Error.fail(Error.new({
+    message = ("%s '%s': brood.max_children (%d) children are alive"):
+              format(fname, file, max),
+    code = "EAGAIN", syscall = "spawn " .. file, path = file}))
+end
+
+-- Wait (in a task) until a child of ours exits or closes, or the
+-- deadline (hrtime ns, or nil) passes; false when it passed.
+local function wait_for_slot(deadline)
+  local ms
+  if deadline then
+    ms = (deadline - core.hrtime()) // 1000000
+    if ms <= 0 then return false end
+  end
+  local r = await(function(done)
+    slot_waiters[#slot_waiters + 1] = done
+    return function()
+      for i = #slot_waiters, 1, -1 do
+        if slot_waiters[i] == done then table.remove(slot_waiters, i) end
+      end
+    end
+  end, ms)
+  return r ~= tasks.TIMEDOUT
+end
+
+-- Launch, under brood.max_children and, inside a task, retrying EAGAIN
+-- and EMFILE while another child of ours may free what is missing.
+local function admit_and_launch(fname, spec, policy, on_exit)
+  local in_task = tasks.current() ~= nil
+  local deadline = policy.timeout and policy.timeout > 0 and
+                   core.hrtime() + policy.timeout * 1000000 or nil
+  local woken = false
+  while true do
+    local max = max_children(fname)
+    local proc, pid, parent
+    if max and M.live >= max then
+      proc, pid, parent = full_error(fname, policy.spawnfile, max)
+    else
+      proc, pid, parent = M.launch(default_loop, spec, policy, on_exit)
+    end
+    local transient = not proc and (parent == "EAGAIN" or parent == "EMFILE")
+    if not (transient and in_task and M.held > 0) then
+      -- this attempt used no room it was woken for: pass the turn on
+      if woken and (proc or not transient) then wake_one() end
+      return proc, pid, parent
+    end
+    if not wait_for_slot(deadline) then return proc, pid, parent end
+    woken = true
+  end
+end
+
 --- Spawn on the default loop: the body of brood.spawn, and of exec and
 -- fork under their own names. `args` and `opts` are checked and split
 -- already. `before_launch(spec, policy)` may refuse with nil, err, code
@@ -444,9 +523,10 @@ function M.spawn_child(fname, n, file, args, opts, before_launch)
     killed = false, connected = false, stdio = {},
     _open_streams = 0, _close_waiters = {}, _handed_in = {},
   }, Child)
-  local proc, pid, parent = M.launch(default_loop, spec, policy,
+  local proc, pid, parent = admit_and_launch(fname, spec, policy,
     function(...) child:_on_exit(...) end)
   if not proc then return nil, pid, parent end
+  M.live, M.held, child._admitted = M.live + 1, M.held + 1, true
   child.spawnfile, child.spawnargs = policy.spawnfile, policy.spawnargs
   child._kill_signal, child._kill_grace = policy.kill_signal, policy.kill_grace
   child._leads_group = spec.detached or spec.group
@@ -563,6 +643,7 @@ function Child:_on_exit(...)
   self.exit_code, self.signal_code = status.code, status.signal
   self.rusage, self.duration = status.rusage, status.duration
   self._exited = true
+  if self._admitted then M.live = M.live - 1 wake_one() end
   if self._timer then self._timer:close() self._timer = nil end
   if self._grace_timer then self._grace_timer:close() self._grace_timer = nil end
   -- It reads no more what we handed to it.
@@ -585,6 +666,7 @@ end
 function Child:_maybe_close()
   if not self._exited or self._open_streams > 0 or self._closed then return end
   self._closed = true
+  if self._admitted then M.held = M.held - 1 wake_one() end
   if self._drain_timer then
     self._drain_timer:close()
     self._drain_timer = nil
