@@ -34,7 +34,8 @@ end
 -- The script under both runners, each behind `prefix` (ulimits).
 local function both(path, prefix, check_result, wrap)
   for _, runner in ipairs({HOST, LUA}) do
-    local cmd = ("%s exec %s %s"):format(prefix, runner, path)
+    local cmd = ("%s exec %s %s"):format(prefix,
+      runner == LUA and H.lua54_sh() or runner, path)  -- (ASan: preload)
     local argv = wrap and wrap(cmd) or {"/bin/bash", "-c", cmd}
     check_result(run(argv), runner)
   end

@@ -14,22 +14,26 @@ local env = {
 -- Run argv in a process group of its own; returns the exec result (with
 -- check = false) once it has exited, after proving that nothing of its
 -- group is left.
-local function run(argv)
-  local r = assert(brood.exec_file(argv[1], {table.unpack(argv, 2)},
+local function run(file, args)
+  local r = assert(brood.exec_file(file, args,
     {check = false, timeout = 30000, detached = true, extend_env = env}))
   local left = brood.exec_sync("kill -0 -- -" .. r.pid .. " 2>/dev/null",
                                {check = false})
   assert.are_not.equal(0, left.code, "processes left in the group of " ..
-                       table.concat(argv, " "))
+                       file .. " " .. table.concat(args, " "))
   return r
 end
 
 -- each example under both runners
 local function both(script, args, check_result)
-  for _, runner in ipairs({{H.host}, {LUA}}) do
-    local argv = {runner[1], script}
+  for _, runner in ipairs({H.host, LUA}) do
+    local argv = {script}
     for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-    check_result(run(argv), runner[1])
+    if runner == LUA then  -- with the ASan runtime preloaded if need be
+      check_result(run(H.lua54(argv)), runner)
+    else
+      check_result(run(runner, argv), runner)
+    end
   end
 end
 
@@ -108,7 +112,7 @@ describe("examples", function()
     for script in ls:gmatch("[^\n]+") do
       if not script:find("worker") then
         n = n + 1
-        local r = run({H.host, script})
+        local r = run(H.host, {script})
         assert.are.equal(0, r.code, script .. ": " .. r.stderr)
       end
     end

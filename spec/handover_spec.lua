@@ -112,9 +112,9 @@ describe("handing a stream to another child", function()
     local setup = ("package.cpath = '%s/lib/?.so;' .. package.cpath; " ..
                    "package.path = 'lua/?.lua;lua/?/init.lua;' .. " ..
                    "package.path"):format(H.build)
-    for _, argv in ipairs({{H.host, script},
-                           {"lua5.4", "-e", setup, script}}) do
-      local c = assert(brood.spawn(argv[1], {table.unpack(argv, 2)}))
+    for _, argv in ipairs({{H.host, {script}},
+                           {H.lua54({"-e", setup, script})}}) do
+      local c = assert(brood.spawn(argv[1], argv[2]))
       local out, err = c.stdout:read_all(), c.stderr:read_all()
       assert.same({0, nil}, {c:wait()})
       assert.equal("", err)

@@ -19,6 +19,52 @@ M.brood, M.core = brood, core
 M.build_abs = build:sub(1, 1) == "/" and build or
               (assert(core.cwd()) .. "/" .. build:gsub("^%./", ""))
 
+-- Is this an AddressSanitizer build? Its host carries the ASan runtime.
+do
+  local f = assert(io.open(M.host, "rb"))
+  M.sanitized = f:read("a"):find("__asan_init", 1, true) ~= nil
+  f:close()
+end
+
+-- Plain lua5.4 is not instrumented: to load a sanitized brood.core it
+-- needs the ASan runtime preloaded ("ASan runtime does not come first"
+-- otherwise). Its leaks are not ours to check, and lua5.4 leaves a
+-- loop open at exit on purpose, so LeakSanitizer stays off there.
+M.lua54_env = {}
+if M.sanitized then
+  local p = assert(io.popen("gcc -print-file-name=libasan.so"))
+  M.lua54_env = {LD_PRELOAD = p:read("l"), ASAN_OPTIONS = "detect_leaks=0"}
+  p:close()
+end
+
+--- How to start plain lua5.4 with `args`, in any build: returns file,
+-- argv for brood.spawn and friends (through env(1) when sanitized, so
+-- the pid is still lua5.4's).
+function M.lua54(args)
+  if not M.sanitized then return "lua5.4", args end
+  local argv = {}
+  for k, v in pairs(M.lua54_env) do argv[#argv + 1] = k .. "=" .. v end
+  table.sort(argv)
+  argv[#argv + 1] = "lua5.4"
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return "env", argv
+end
+
+--- The same as words for a sh -c command line ("lua5.4" when not
+-- sanitized; "env LD_PRELOAD=... ASAN_OPTIONS=... lua5.4" when
+-- sanitized), usable after sh's exec or env(1) as well.
+function M.lua54_sh()
+  if not M.sanitized then return "lua5.4" end
+  local words = {}
+  for k, v in pairs(M.lua54_env) do
+    words[#words + 1] = k .. "='" .. v:gsub("'", "'\\''") .. "'"
+  end
+  table.sort(words)
+  table.insert(words, 1, "env")
+  words[#words + 1] = "lua5.4"
+  return table.concat(words, " ")
+end
+
 -- libuv reserves one fd per loop (its EMFILE fallback, /dev/null) when
 -- the loop's first stream opens, and keeps it: open one now, so that a
 -- spec's first stream does not look like a leaked fd.

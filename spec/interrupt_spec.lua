@@ -156,6 +156,12 @@ describe("SIGINT under plain lua5.4", function()
     recorded = {}
   end)
 
+  -- brood.spawn for plain lua5.4 (ASan runtime preloaded if need be)
+  local function spawn_lua54(args, opts)
+    local file, argv = H.lua54(args)
+    return brood.spawn(file, argv, opts)
+  end
+
   -- lua5.4 running the fixture with this checkout's brood.
   local function lua(args)
     local setup = ("package.path = 'lua/?.lua;lua/?/init.lua;' .. " ..
@@ -163,7 +169,7 @@ describe("SIGINT under plain lua5.4", function()
                    "package.cpath"):format(H.build)
     local argv = {"-e", setup, FIXTURE}
     for _, a in ipairs(args) do argv[#argv + 1] = a end
-    return assert(brood.spawn("lua5.4", argv,
+    return assert(spawn_lua54(argv,
                               {stdio = {"ignore", "pipe", "pipe"}}))
   end
 
@@ -214,7 +220,7 @@ describe("SIGINT under plain lua5.4", function()
 
   it("raises an error a script can catch; brood works afterwards",
      function()
-    local l = assert(brood.spawn("lua5.4", {"-e",
+    local l = assert(spawn_lua54({"-e",
       ("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; " ..
        "package.cpath = '%s/lib/?.so;' .. package.cpath"):format(H.build),
       "-e", [[
@@ -247,7 +253,7 @@ describe("SIGINT under plain lua5.4", function()
   it("leaves lua5.4's SIGINT handler in place after the loop returns",
      function()
     -- after a wait, a SIGINT during plain Lua still interrupts that line
-    local l = assert(brood.spawn("lua5.4", {"-e",
+    local l = assert(spawn_lua54({"-e",
       ("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; " ..
        "package.cpath = '%s/lib/?.so;' .. package.cpath"):format(H.build),
       "-e", [[
@@ -268,7 +274,7 @@ describe("SIGINT under plain lua5.4", function()
   end)
 
   it("a script's on_signal handler for SIGINT still gets it", function()
-    local l = assert(brood.spawn("lua5.4", {"-e",
+    local l = assert(spawn_lua54({"-e",
       ("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; " ..
        "package.cpath = '%s/lib/?.so;' .. package.cpath"):format(H.build),
       "-e", [[

@@ -104,7 +104,10 @@ describe("send callbacks", function()
                        err.syscall == "write", tostring(err.message))
       end
     end
-    assert.is_true(failed > 0)  -- the child never read most of them
+    -- the child never read most of them; but an ASan child (slower
+    -- between reads than its kernel is at filling them) may have read
+    -- them all before its 10th recv returned: then every cb had nil
+    if not H.sanitized then assert.is_true(failed > 0) end
   end)
 
   it("runs, with ERR_IPC_CHANNEL_CLOSED, for a send made in the callback "

@@ -65,18 +65,8 @@ local function whole_script_runs(script, ...)
   local setup = ("package.cpath = '%s/lib/?.so;' .. package.cpath; " ..
                  "package.path = 'lua/?.lua;lua/?/init.lua;' .. " ..
                  "package.path"):format(H.build)
-  local f = assert(io.open(H.host, "rb"))
-  local sanitized = f:read("a"):find("__asan_init", 1, true) ~= nil
-  f:close()
-  local lua_opts = {}
-  if sanitized then
-    local p = assert(io.popen("gcc -print-file-name=libasan.so"))
-    local asan = p:read("l")
-    p:close()
-    lua_opts.extend_env = {LD_PRELOAD = asan, ASAN_OPTIONS = "detect_leaks=0"}
-  end
   return {{H.host, {script, ...}, {}},
-          {"lua5.4", {"-e", setup, script, ...}, lua_opts}}
+          {"lua5.4", {"-e", setup, script, ...}, {extend_env = H.lua54_env}}}
 end
 
 describe("large IPC messages", function()

@@ -130,9 +130,9 @@ describe("brood.pipeline (issue 13)", function()
     local env = {LUA_PATH = cwd .. "/lua/?.lua;" .. cwd .. "/lua/?/init.lua;;",
                  LUA_CPATH = H.build_abs .. "/lib/?.so;;"}
     local a = assert(brood.exec_file(H.host, {script}, {extend_env = env}))
-    local b = assert(brood.exec_file("lua5.4", {"-e",
-      "package.path = os.getenv('LUA_PATH') " ..
-      "package.cpath = os.getenv('LUA_CPATH')", script}, {extend_env = env}))
+    local file, argv = H.lua54({"-e", "package.path = os.getenv('LUA_PATH') "
+      .. "package.cpath = os.getenv('LUA_CPATH')", script})
+    local b = assert(brood.exec_file(file, argv, {extend_env = env}))
     os.remove(script)
     assert.are.equal("a\nb\n0,0\n", a.stdout)
     assert.are.equal("a\nb\n0,0\n", b.stdout)

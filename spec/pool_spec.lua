@@ -45,8 +45,9 @@ local LUA_ENV = {
 local function both(script, fn)
   local path = H.tmpfile(script)
   fn(run_script({H.host, path}, LUA_ENV))
-  fn(run_script({"lua5.4", "-e", "package.path = os.getenv('LUA_PATH') " ..
-                 "package.cpath = os.getenv('LUA_CPATH')", path}, LUA_ENV))
+  local file, argv = H.lua54({"-e", "package.path = os.getenv('LUA_PATH') "
+    .. "package.cpath = os.getenv('LUA_CPATH')", path})
+  fn(run_script({file, table.unpack(argv)}, LUA_ENV))
   os.remove(path)
 end
 

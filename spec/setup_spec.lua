@@ -14,7 +14,8 @@ local function lua(code, prefix)
                  "package.path; package.cpath = '%s/lib/?.so;' .. " ..
                  "package.cpath\n"):format(H.build)
   local c = assert(brood.spawn("sh", {"-c",
-    (prefix or ":") .. '; exec env --ignore-signal=CHLD lua5.4 -e "$0"',
+    (prefix or ":") .. "; exec env --ignore-signal=CHLD " .. H.lua54_sh() ..
+    ' -e "$0"',
     setup .. code},
     {stdio = {"pipe", "pipe", "pipe"}}))
   local out, err = c.stdout:read_all(), c.stderr:read_all()

@@ -759,7 +759,11 @@ describe("brood.spawn", function()
       end
       assert.equal(before, core.fd_count())
       assert.same({}, core.zombies())
-      assert.equal(0, core.default_loop:handle_count())
+      -- without pidfds a failed launch leaves its SIGCHLD watcher closing
+      -- until the next loop turn: gone then, not leaked
+      assert.is_true(H.run_until(function()
+        return core.default_loop:handle_count() == 0
+      end, 1000))
     end)
 
     it("a bad stdio entry after a pipe leaks nothing", function()

@@ -19,7 +19,9 @@ local function loaded_after(runner, code)
     {"-e", "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; " ..
            "package.cpath = '" .. H.build .. "/lib/?.so;' .. package.cpath",
      "-e", script}
-  local r = H.brood.spawn_sync(runner == "host" and H.host or "lua5.4", argv)
+  local file = H.host
+  if runner ~= "host" then file, argv = H.lua54(argv) end
+  local r = H.brood.spawn_sync(file, argv)
   assert.are.equal("", r.stderr)
   assert.are.equal(0, r.status)
   return r.stdout

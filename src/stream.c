@@ -123,7 +123,9 @@ int brood__stream_name(lua_State* L, uv_stream_t* stream, int peer) {
                : uv_tcp_getsockname(tcp, (struct sockaddr*)&addr, &len);
     if (err == 0) err = push_sockaddr(L, (struct sockaddr*)&addr);
   } else if (stream->type == UV_NAMED_PIPE) {
-    char path[sizeof(((struct sockaddr_un*)0)->sun_path) + 1];
+    /* libuv 1.44 reads path[0] even when it copies nothing (an unbound
+    ** socketpair end): give it a defined byte (valgrind). */
+    char path[sizeof(((struct sockaddr_un*)0)->sun_path) + 1] = "";
     size_t len = sizeof(path);
     uv_pipe_t* pipe = (uv_pipe_t*)stream;
     err = peer ? uv_pipe_getpeername(pipe, path, &len)
