@@ -14,17 +14,7 @@ local function exactly(cmd)
   return function(file) return file == cmd end
 end
 
--- this process has no child at all
-local function no_real_children()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  f = io.open(("/proc/%d/task/%d/children"):format(pid, pid))
-  if not f then return true end
-  local s = f:read("a")
-  f:close()
-  return s == ""
-end
+local no_real_children = H.no_real_children
 
 describe("examples/deploy.lua", function()
   H.guard()

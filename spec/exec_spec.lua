@@ -341,11 +341,7 @@ describe("brood.exec under real use (issue 8)", function()
   H.guard()
   local core = H.core
 
-  local function raises(msg, fn, ...)
-    local ok, err = pcall(fn, ...)
-    assert.is_false(ok, "expected an error: " .. msg)
-    assert.are.equal(msg, err)
-  end
+  local raises = H.raises
 
   it("a bad argument with merge_stderr leaks no fd", function()
     -- H.guard counts the fds: the merged pipe must not exist yet

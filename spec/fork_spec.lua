@@ -8,11 +8,7 @@ local brood = H.brood
 local ARGS = H.fixtures .. "/fork_args.lua"
 local ECHO = H.fixtures .. "/ipc_echo.lua"
 
-local function raises(msg, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error: " .. msg)
-  assert.are.equal(msg, err)
-end
+local raises = H.raises
 
 describe("brood.fork and \"ipc\" in spawn (issue 8)", function()
   H.guard()

@@ -151,4 +151,25 @@ function M.tmpfile(content, mode)
 end
 
 
+--- fn(...) must raise exactly `msg` (a caller mistake, raised where the
+-- function was called: pcall makes that position empty).
+function M.raises(msg, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error: " .. msg)
+  assert(err == msg, ("expected error %q, got %q"):format(msg, tostring(err)))
+end
+
+--- This process has no child at all (no real spawn ran).
+function M.no_real_children()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  f = io.open(("/proc/%d/task/%d/children"):format(pid, pid))
+  if not f then return true end
+  local s = f:read("a")
+  f:close()
+  return s == ""
+end
+
+
 return M

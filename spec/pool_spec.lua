@@ -6,11 +6,7 @@ local F = H.fixtures .. "/"
 local WORKER = F .. "pool_worker.lua"
 local CWD = assert(H.core.cwd())
 
-local function raises(msg, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error: " .. msg)
-  assert.are.equal(msg, err)
-end
+local raises = H.raises
 
 -- A pool that is destroyed when the test ends, whatever happens.
 local pools

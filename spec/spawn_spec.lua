@@ -14,11 +14,7 @@ local function run(file, args, opts)
 end
 
 --- fn(...) must raise exactly msg (no position: pcall is the caller).
-local function raises(msg, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error: " .. msg)
-  assert.equal(msg, err)
-end
+local raises = H.raises
 
 local function lines_of(s)
   local t = {}

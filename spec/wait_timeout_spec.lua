@@ -2,11 +2,7 @@
 local H = require "spec.helper"
 local brood = H.brood
 
-local function raises(msg, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error: " .. msg)
-  assert.are.equal(msg, err)
-end
+local raises = H.raises
 
 local function ms_since(t0) return (brood.hrtime() - t0) / 1e6 end
 
