@@ -122,10 +122,17 @@ def main():
         write(rt, "float%02d" % i, bytes([6, i]))
     for i in range(11):
         write(rt, "str%02d" % i, bytes([8, i, 0x41 if i % 2 else 0xff]))
-    for i in range(5):
-        write(rt, "arraywide%d" % i, bytes([9, i]) + bytes([2, 1]) * 20)
-    for i in range(4):
-        write(rt, "mapwide%d" % i, bytes([11, i]) + bytes([0, 1, 2, 3]) * 12)
+    # arrays: sel % 20 elements, or 65535/65536 for sel 0x80/0x81;
+    # maps: 15-17 for sel >= 0xf0, 65536 for sel 0x80. The widest only in
+    # inputs of 8 bytes at most.
+    for i, sel in enumerate([15, 16, 17]):
+        write(rt, "arraywide%d" % i, bytes([9, sel]) + bytes([2, 1]) * 20)
+    for i, sel in enumerate([0x80, 0x81]):
+        write(rt, "arraywide%d" % (i + 3), bytes([9, sel, 2, 1]))
+    for i, sel in enumerate([0xf0, 0xf1, 0xf2]):
+        write(rt, "mapwide%d" % i, bytes([11, sel]) + bytes([0, 1, 2, 3]) * 12)
+    write(rt, "mapwide3", bytes([11, 0x80, 0, 1, 2, 3]))
+    write(rt, "strinarray", bytes([9, 1, 8, 9, 0x41]))
     write(rt, "chain127", bytes([12, 127, 2, 1]))
     write(rt, "chain130", bytes([12, 130, 2, 1]))
     write(rt, "mixed", bytes([11, 0x85, 4, 3, 6, 1, 0, 4, 9, 0x83, 6, 4, 2,

@@ -21,7 +21,9 @@ typedef struct {
   const uint8_t* p;
   const uint8_t* end;
   int deepest;  /* how deep the tables built go */
-  int wide;     /* wide tables and long strings so far: a few at most */
+  int wide;     /* wide tables and long strings so far: one at most, and
+                   only in inputs of a few bytes, so the corpus does not
+                   fill with slow descendants of one wide seed */
 } src_t;
 
 static unsigned byte(src_t* s) { return s->p < s->end ? *s->p++ : 0; }
@@ -111,7 +113,7 @@ static void build(src_t* s, int depth) {
     }
     case 8: {  /* a string at a length boundary: valid UTF-8 or not */
       size_t n = LENS[byte(s) % NLENS];
-      if (n > 256 && s->wide++ > 2) n = 256;
+      if (n > 256 && s->wide++ > 0) n = 256;
       luaL_Buffer b;
       char* p = luaL_buffinitsize(L, &b, n);
       memset(p, (char)byte(s), n);
@@ -119,13 +121,14 @@ static void build(src_t* s, int depth) {
       break;
     }
     case 9:
-    case 10: {  /* an array: short, or at a width boundary */
+    case 10: {  /* an array: short, or at a width boundary (rarely: the
+                   wide ones cost a thousand short inputs) */
       if (depth >= 200) { lua_pushnil(L); break; }
       unsigned sel = byte(s);
-      size_t n = (sel & 0xe0) || s->wide++ > 2
-                     ? (size_t)(sel % 20)
-                     : (const size_t[]){15, 16, 17, 65535, 65536}[sel % 5];
-      lua_createtable(L, n < 1024 ? (int)n : 1024, 0);
+      size_t n = (sel & 0xfe) == 0x80 && s->wide++ == 0
+                     ? (size_t)(65535 + (sel & 1))
+                     : (size_t)(sel % 20);
+      lua_createtable(L, (int)n, 0);
       for (size_t i = 1; i <= n; i++) {
         if (i > 20) lua_pushinteger(L, (lua_Integer)i);  /* wide: cheap */
         else build(s, depth + 1);
@@ -136,10 +139,10 @@ static void build(src_t* s, int depth) {
     case 11: {  /* a map: short, or at a width boundary */
       if (depth >= 200) { lua_pushnil(L); break; }
       unsigned sel = byte(s);
-      size_t n = (sel & 0xe0) || s->wide++ > 2
-                     ? (size_t)(sel % 12)
-                     : (const size_t[]){15, 16, 17, 65536}[sel % 4];
-      lua_createtable(L, 0, n < 1024 ? (int)n : 1024);
+      size_t n = sel == 0x80 && s->wide++ == 0 ? (size_t)65536
+                 : sel >= 0xf0                    ? (size_t)(15 + sel % 3)
+                                                  : (size_t)(sel % 12);
+      lua_createtable(L, 0, (int)n);
       for (size_t i = 0; i < n; i++) {
         if (i >= 12) {
           lua_pushinteger(L, -(lua_Integer)i);
@@ -220,7 +223,7 @@ static int same(int a, int b) {
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (L == NULL) L = fuzz_state();
   int top = lua_gettop(L);
-  src_t s = {data, data + size, 0, 0};
+  src_t s = {data, data + size, 0, size > 8};
   luaL_checkstack(L, 600, "fuzz");
   build(&s, 0);
   brood_buf_t b = {NULL, 0, 0};
