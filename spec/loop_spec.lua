@@ -538,6 +538,54 @@ describe("timers", function()
                  raises(brood.sleep))
   end)
 
+  -- A timer of 0 ms is one of 1 ms, as in Node.js: libuv runs a timer that
+  -- is due again in the same pass, so a chain of 0 ms timers (or a task
+  -- looping on sleep(0)) would keep the loop from ever polling for I/O.
+  for _, how in ipairs({"a chain of set_timeout(0)", "a task looping on sleep(0)",
+                        "set_interval(0)", "a task polling with wait(0)"}) do
+    it(how .. " does not starve I/O: a child's output arrives meanwhile",
+       function()
+      local running, seen_while_running, ticks = true, nil, 0
+      local stop = brood.set_timeout(3000, function() running = false end)
+      if how:find("set_timeout") then
+        local function tick()
+          ticks = ticks + 1
+          if running then brood.set_timeout(0, tick) end
+        end
+        tick()
+      elseif how:find("sleep") then
+        brood.go(function()
+          while running do ticks = ticks + 1; brood.sleep(0) end
+        end)
+      elseif how:find("polling") then
+        local other = brood.go(function()
+          while running do brood.sleep(5) end
+        end)
+        brood.go(function()
+          while running do
+            ticks = ticks + 1
+            other:wait(0)  -- ETIMEDOUT until `other` ends, after the output
+          end
+        end)
+      else
+        local iv
+        iv = brood.set_interval(0, function()
+          ticks = ticks + 1
+          if not running then iv:stop() end
+        end)
+      end
+      local child = assert(brood.spawn("echo", {"hi"}))
+      child.stdout:on("data", function()
+        seen_while_running = running
+        running = false
+        stop:stop()
+      end)
+      brood.run()
+      assert.is_true(seen_while_running)
+      assert.is_true(ticks >= 1)
+    end)
+  end
+
   it("names the caller's line in argument errors", function()
     local err = raises(function() brood.set_timeout(-1, print) end)
     assert.equal("bad argument #1 to 'set_timeout' (milliseconds >= 0 " ..

@@ -100,10 +100,13 @@ local Timer = handle_class("brood.Timer", "timer")
 
 --- A timer on the default loop: fn() after ms milliseconds (a handle
 -- that closes itself once fired unless `interval`), then every ms.
+-- Below 1 ms is 1 ms, as in Node.js: libuv runs a timer that is due again
+-- within the same pass, so a chain of 0 ms timers would never let the
+-- loop poll for I/O.
 function M.start_timer(ms, fn, interval)
   local h = core.timer_new(default_loop)
-  ms = math.floor(ms)
-  h:start(ms, interval and math.max(ms, 1) or 0, function()
+  ms = math.max(math.floor(ms), 1)
+  h:start(ms, interval and ms or 0, function()
     if not interval then h:close() end
     fn()
   end)
