@@ -492,14 +492,35 @@ static int loop_close(lua_State* L) {
   return 0;
 }
 
+/* Whether something is due before the next poll: jobs, timers that are
+** due, callbacks libuv has pending, handles closing. A turn that calls Lua
+** from these must not block in its poll afterwards (the script may be
+** waiting for just that), so it starts with a non-blocking turn. */
+static int work_due(brood_loop_t* loop) {
+  if (loop->jobs_head != NULL) return 1;
+  uv_update_time(&loop->uv);
+  return uv_backend_timeout(&loop->uv) == 0;
+}
+
 /* One turn in "once" mode, spinning first when it may: returns uv_run's
-** alive. */
+** alive. When nothing is due and no spin comes first, the turn is one
+** blocking uv_run: a non-blocking one first would only cost a poll (a
+** system call) per turn. */
 static int loop_turn(brood_loop_t* loop) {
   uint64_t calls = loop->calls;
-  int alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
-  if (turn_done(loop, calls, alive)) return alive;
+  int alive;
+  /* the frames sent in the last turn go out first: their writes are no
+  ** reason for a non-blocking turn */
+  jobs_run(loop, 1);
+  if (loop->calls != calls || loop->stop_requested)
+    return uv_loop_alive(&loop->uv);
+  int spin = loop->spin_holds != 0 && spin_may(loop);
+  if (spin || work_due(loop)) {
+    alive = uv_run(&loop->uv, UV_RUN_NOWAIT);
+    if (turn_done(loop, calls, alive)) return alive;
+    if (spin && spin_run(loop, calls, &alive)) return alive;
+  }
   if (loop->spin_holds == 0) return uv_run(&loop->uv, UV_RUN_ONCE);
-  if (spin_may(loop) && spin_run(loop, calls, &alive)) return alive;
   uint64_t blocked = uv_hrtime();
   alive = uv_run(&loop->uv, UV_RUN_ONCE);
   spin_adapt(loop, uv_hrtime() - blocked);
