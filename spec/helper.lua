@@ -172,4 +172,19 @@ function M.no_real_children()
 end
 
 
+--- A forked fixture script that greets with "ready": the child, once the
+-- greeting has arrived.
+function M.fork_ready(script, opts)
+  local child = assert(M.brood.fork(script, {}, opts))
+  assert(child:recv() == "ready", "the fixture did not say ready")
+  return child
+end
+
+--- Ask a fixture forked by fork_ready to exit ({op = "exit"}), if still
+-- connected; returns child:wait().
+function M.finish(child)
+  if child.connected then child:send({op = "exit"}) end
+  return child:wait()
+end
+
 return M

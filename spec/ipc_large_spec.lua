@@ -10,16 +10,8 @@ local brood = H.brood
 local LARGE = H.fixtures .. "/ipc_large.lua"
 local MiB = 1024 * 1024
 
-local function fork_large(opts)
-  local child = assert(brood.fork(LARGE, {}, opts))
-  assert.are.equal("ready", child:recv())
-  return child
-end
-
-local function finish(child)
-  if child.connected then child:send({op = "exit"}) end
-  return child:wait()
-end
+local function fork_large(opts) return H.fork_ready(LARGE, opts) end
+local finish = H.finish
 
 local function echo(child, value)
   assert.is_true(child:send({op = "echo", value = value}) ~= nil)

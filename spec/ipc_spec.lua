@@ -6,16 +6,8 @@ local brood = H.brood
 local ECHO = H.fixtures .. "/ipc_echo.lua"
 local MiB = 1024 * 1024
 
-local function fork_echo(opts)
-  local child = assert(brood.fork(ECHO, {}, opts))
-  assert.are.equal("ready", child:recv())
-  return child
-end
-
-local function finish(child)
-  if child.connected then child:send({op = "exit"}) end
-  return child:wait()
-end
+local function fork_echo(opts) return H.fork_ready(ECHO, opts) end
+local finish = H.finish
 
 describe("brood.fork", function()
   H.guard()

@@ -18,31 +18,8 @@ local parent = assert(brood.parent, "run me with brood.fork")
 
 local CAP = 1000000 -- stop streaming here if nobody kills us (never expected)
 
--- The payload of message seq; must match fork_kill.lua. Its length
--- depends on seq; its bytes are a prefix of one fixed string of numbered
--- 8-byte cells ("0000000|0000001|...", 8191 of them, then again: a period
--- that no write size divides), so a shifted, dropped or foreign byte shows.
--- Built once per length and reused: the check is then a plain string
--- comparison, and neither side churns megabytes of garbage, which would
--- only measure the allocator.
-local CELLS = {}
-for k = 0, 8190 do CELLS[#CELLS + 1] = ("%07d|"):format(k) end
-CELLS = table.concat(CELLS)
-CELLS = CELLS:rep(1024 * 1024 // #CELLS + 1)
-local by_len = {}
-local function payload(seq)
-  local len
-  if seq % 64 >= 5 and seq % 64 <= 7 then len = 1024 * 1024
-  elseif seq % 8 == 3 then len = 200 * 1024
-  elseif seq % 8 == 6 then len = 5000
-  else len = 10 + seq % 190 end
-  local p = by_len[len]
-  if not p then
-    p = CELLS:sub(1, len)
-    by_len[len] = p
-  end
-  return p
-end
+-- The payload of message seq (bench/soak/payload.lua, shared with the parent).
+local payload = dofile(((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/payload.lua")
 
 local got, bad, expected = 0, 0, 1
 parent:on("message", function(msg)

@@ -472,14 +472,7 @@ local function wait_for_slot(deadline)
     ms = (deadline - core.hrtime()) // 1000000
     if ms <= 0 then return false end
   end
-  local r = await(function(done)
-    slot_waiters[#slot_waiters + 1] = done
-    return function()
-      for i = #slot_waiters, 1, -1 do
-        if slot_waiters[i] == done then table.remove(slot_waiters, i) end
-      end
-    end
-  end, ms)
+  local r = tasks.await_listed(slot_waiters, ms)
   return r ~= tasks.TIMEDOUT
 end
 
@@ -724,15 +717,7 @@ function Child:wait(ms)
     for _, s in pairs(self.stdio) do
       if s.readable then s:_drain() end
     end
-    local waiters = self._close_waiters
-    local r = await(function(done)
-      waiters[#waiters + 1] = done
-      return function()
-        for i = #waiters, 1, -1 do
-          if waiters[i] == done then table.remove(waiters, i) end
-        end
-      end
-    end, ms)
+    local r = tasks.await_listed(self._close_waiters, ms)
     if r == tasks.TIMEDOUT then
       return Error.fail(tasks.timeout_error("child:wait", ms))
     end

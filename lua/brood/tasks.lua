@@ -197,6 +197,20 @@ function M.await(start, ms)
   return unpack(result, 1, result.n)
 end
 
+--- await(), joining `list` (an array of callbacks, each called at most
+-- once by its owner) until called, and leaving it when the wait ends
+-- otherwise (timeout, cancel).
+function M.await_listed(list, ms)
+  return M.await(function(done)
+    list[#list + 1] = done
+    return function()
+      for i = #list, 1, -1 do
+        if list[i] == done then table.remove(list, i) end
+      end
+    end
+  end, ms)
+end
+
 --- task:wait(ms?) -> the task function's results, or raises its error;
 -- nil, err, "ETIMEDOUT" when ms run out first (the task runs on).
 function Task:wait(ms)
@@ -204,15 +218,7 @@ function Task:wait(ms)
   M.must_wait()
   self._unhandled = nil
   if not self.done then
-    local waiters = self._waiters
-    local r = M.await(function(done)
-      waiters[#waiters + 1] = done
-      return function()
-        for i = #waiters, 1, -1 do
-          if waiters[i] == done then table.remove(waiters, i) end
-        end
-      end
-    end, ms)
+    local r = M.await_listed(self._waiters, ms)
     if r == TIMEDOUT then
       return Error.fail(M.timeout_error("task:wait", ms))
     end
