@@ -56,6 +56,10 @@ def values():
     v["nested"] = b"\x91" * 127 + b"\x01"
     v["toodeep"] = b"\x91" * 129 + b"\x01"
     v["mapkeyarray"] = b"\x81\x91\x01\x02"
+    # {1: {1: ... nil, 3: 0}, 3: 0}: a table first, then out of order, at
+    # every level (encoding it again must not take 2^depth)
+    v["nested-outoforder"] = b"\x82\x01" * 100 + b"\xc0" + b"\x03\x00" * 100
+    v["nested-mixed"] = b"\x82\x01" * 100 + b"\xc0" + b"\xa1x\x00" * 100
     return v
 
 

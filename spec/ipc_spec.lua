@@ -430,6 +430,48 @@ describe("brood.msgpack", function()
       "bad argument #1 to 'encode' (nesting deeper than 128 levels)")
   end)
 
+  -- A table whose first element is a table and which then turns out not
+  -- to be a plain sequence (a field after it; integer keys out of
+  -- order, as a decoded map gives) must not encode its elements twice:
+  -- nested 100 deep, twice per level is 2^100. Run in a child with a
+  -- generous timeout, so a regression fails here instead of hanging.
+  it("encodes nested mixed and out-of-order tables in linear time",
+     function()
+    local script = H.tmpfile([[
+      package.cpath = ]] .. ("%q"):format(H.build_abs .. "/lib/?.so;") ..
+      [[ .. package.cpath
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      local mp = require("brood").msgpack
+      local mixed, leaf = {}, {}
+      local cur = mixed
+      for _ = 1, 100 do cur[1] = {} cur.x = 1 cur = cur[1] end
+      -- {1: child, 3: 0} as a MessagePack map, nested 100 deep
+      local wire = ("\x82\x01"):rep(100) .. "\xc0" .. ("\x03\x00"):rep(100)
+      local decoded = assert(mp.decode(wire))
+      local back = mp.decode(mp.encode(decoded))
+      for _ = 1, 99 do back = back[1] end
+      assert(back[3] == 0 and back[1] == nil)
+      back = mp.decode(mp.encode(mixed))
+      for _ = 1, 99 do back = back[1] end
+      assert(back.x == 1)
+      -- keys 1..n inserted out of order, a table under each: an array
+      local sparse = {}
+      cur = sparse
+      for _ = 1, 100 do
+        local child = {}
+        cur[3] = "c" cur[2] = "b" cur[1] = child
+        cur = child
+      end
+      assert(mp.encode(sparse):byte(1) == 0x93)
+      io.write("done\n")
+    ]])
+    local file, argv = H.lua54({script})
+    local r = assert(brood.exec_file(file, argv, {timeout = 60000}))
+    os.remove(script)
+    assert.are.equal("done\n", r.stdout)
+    assert.are.equal(0, r.code)
+  end)
+
   it("survives mutated input: a value or nil, err, EBADMSG, never a raise",
      function()
     math.randomseed(7)

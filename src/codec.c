@@ -228,6 +228,22 @@ static int keys_are_sequence(lua_State* L, int idx, lua_Unsigned n) {
   return ok && total == n;
 }
 
+/* The key at `key` is k, in order: do the keys after it in traversal
+** order run k+1, ..., n and then end? */
+static int rest_in_order(lua_State* L, int idx, int key, lua_Unsigned n) {
+  lua_Integer expect = lua_tointeger(L, key) + 1;
+  lua_pushvalue(L, key);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != expect) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    expect++;
+  }
+  return (lua_Unsigned)expect == n + 1;
+}
+
 static int encode_array_part(encoder_t* e, int idx, lua_Unsigned n) {
   int rc = brood_mp_array(e->b, (size_t)n);
   int slot = lua_gettop(e->L) + 1;
@@ -316,13 +332,21 @@ static int encode_table(encoder_t* e, int idx) {
   size_t start = e->b->len;
   int seg0 = segs_count(e);
   if (n > 0) {
-    /* Fast path: traversal yields 1, 2, ... n and then ends. */
+    /* Fast path: traversal yields 1, 2, ... n and then ends. Elements
+    ** are encoded as they come, but before the first one that is a table
+    ** the rest of the keys are checked: a table found out of order
+    ** halfway then encodes again only the scalars before that point.
+    ** (Encoding nested tables again at every level of a nest is
+    ** exponential in its depth.) */
     rc = brood_mp_array(e->b, (size_t)n);
     lua_Integer expect = 1;
+    int checked = 0;
     int key = lua_gettop(L) + 1;
     lua_pushnil(L);
     while (rc == 0 && lua_next(L, idx) != 0) {
-      if (!lua_isinteger(L, key) || lua_tointeger(L, key) != expect) {
+      if (!lua_isinteger(L, key) || lua_tointeger(L, key) != expect ||
+          (!checked && lua_type(L, key + 1) == LUA_TTABLE &&
+           !(checked = rest_in_order(L, idx, key, n)))) {
         lua_pop(L, 2);
         expect = -1;
         break;
