@@ -295,20 +295,47 @@ describe("brood.pool: running tasks (issue 11)", function()
 
   it("task_timeout kills and replaces the worker; the task is ETIMEDOUT",
      function()
-    local p = pool({size = 1, task_timeout = 300})
+    local p = pool({size = 1, task_timeout = 1000})
     local pid = p:run({op = "pid"})
     local t0 = brood.hrtime()
     local v, err, code = p:run({op = "spin", s = 30})
-    assert.is_true(ms_since(t0) < 5000)
+    assert.is_true(ms_since(t0) < 10000)
     assert.is_nil(v)
     assert.are.equal("ETIMEDOUT", code)
     assert.are.equal(pid, err.pid)
-    assert.matches("timed out after 300 ms", err.message)
+    assert.matches("timed out after 1000 ms", err.message)
     assert.is_true(H.gone(pid))
     assert.are_not.equal(pid, p:run({op = "pid"}))
     assert.are.equal(1, p:stats().restarts)
     -- tasks within the timeout are fine
     assert.are.equal("ok", p:run({op = "sleep", ms = 50, value = "ok"}))
+  end)
+
+  it("task_timeout counts from the worker's ready, not its start-up",
+     function()
+    -- the worker takes 2 s to start, the task 2 s to run, and a task
+    -- may take 3 s: together they would not fit
+    local p = pool({size = 1, task_timeout = 3000,
+                    env = {POOL_WORKER_START_MS = "2000"}})
+    assert.are.equal("on time", p:run({op = "sleep", ms = 2000,
+                                       value = "on time"}))
+    assert.are.equal(0, p:stats().restarts)
+    -- and once ready, a task past it still fails
+    local v, _, code = p:run({op = "sleep", ms = 60000})
+    assert.is_nil(v)
+    assert.are.equal("ETIMEDOUT", code)
+  end)
+
+  it("a worker that does not start within task_timeout fails its task",
+     function()
+    local p = pool({size = 1, task_timeout = 300,
+                    env = {POOL_WORKER_START_MS = "60000"}})
+    local t0 = brood.hrtime()
+    local v, err, code = p:run({op = "pid"})
+    assert.is_true(ms_since(t0) < 10000)
+    assert.is_nil(v)
+    assert.are.equal("ETIMEDOUT", code)
+    assert.matches("timed out after 300 ms", err.message)
   end)
 
   it("max_tasks_per_worker recycles workers (not counted as restarts)",
@@ -364,11 +391,12 @@ describe("brood.pool: running tasks (issue 11)", function()
 
   it("concurrency: several tasks in flight on one worker", function()
     local p = pool({size = 1, concurrency = 4})
+    assert.are.equal(0, p:run(0))  -- the worker has started
     local t0 = brood.hrtime()
     local tasks = {}
-    for i = 1, 4 do tasks[i] = {op = "sleep", ms = 300, value = i} end
+    for i = 1, 4 do tasks[i] = {op = "sleep", ms = 1000, value = i} end
     assert.are.same({1, 2, 3, 4}, p:map(tasks))
-    assert.is_true(ms_since(t0) < 1000)  -- not 4 x 300 ms
+    assert.is_true(ms_since(t0) < 3500)  -- not 4 x 1000 ms
     assert.are.equal(1, p:stats().size)
   end)
 

@@ -311,7 +311,7 @@ local function dispatch(pool, w, id, task, owner)
   if w.sent >= pool._max_tasks then w.open = false end
   if n == 1 and not w.reffed then set_ref(w, true) end
   local timeout = pool._timeout
-  if timeout then
+  if timeout then  -- a starting worker's tasks start again at ready
     local at = hrtime() / 1e6 + timeout
     w.deadline[slot] = at
     if pool._timer == nil then arm_timer(pool, at) end
@@ -378,11 +378,23 @@ local function became_idle(pool, w)
   if not w.retiring or pool._state ~= "closing" then set_ref(w, false) end
 end
 
+-- Worker w said it is ready: the task_timeout of the tasks sent to it
+-- while it started counts again from now (its start-up is not theirs;
+-- a start slower than task_timeout still fails them).
 local function ready(pool, w)
   w.ready = true
   pool._start_failures = 0
   pool._broken = false
   if w.slot then pool._slot_failures[w.slot] = 0 end
+  local timeout = pool._timeout
+  if timeout then
+    local at = hrtime() / 1e6 + timeout
+    local owners, deadlines = w.owner, w.deadline
+    for slot = 1, pool._concurrency do
+      if owners[slot] ~= nil then deadlines[slot] = at end
+    end
+    if pool._timer == nil then arm_timer(pool, at) end
+  end
 end
 
 -- A message from worker w.
