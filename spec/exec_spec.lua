@@ -154,13 +154,13 @@ describe("brood.exec", function()
   describe("timeouts", function()
     it("kills after timeout with ETIMEDOUT, killed, signal name", function()
       local _, err, code = brood.exec("echo started; sleep 10",
-                                      {timeout = 100})
+                                      {timeout = 1000})
       assert.are.equal("ETIMEDOUT", code)
       assert.is_true(err.timed_out)
       assert.is_true(err.killed)
       assert.are.equal("SIGTERM", err.signal)
       assert.are.equal("started\n", err.stdout)
-      assert.matches("timed out after 100 ms", err.message)
+      assert.matches("timed out after 1000 ms", err.message)
     end)
 
     it("uses kill_signal, given as a name or a number", function()
@@ -176,12 +176,16 @@ describe("brood.exec", function()
     end)
 
     it("force_kill_after sends SIGKILL to a child ignoring SIGTERM", function()
+      -- (the shell must have set its trap before the timeout)
       local _, err = brood.exec("trap '' TERM; sleep 10",
-                                {timeout = 100, force_kill_after = 100})
+                                {timeout = 1000, force_kill_after = 100})
       assert.are.equal("ETIMEDOUT", err.code)
       assert.are.equal("SIGKILL", err.signal)
     end)
 
+    -- Distinctive sleep lengths, of this run only (the valgrind run of
+    -- this file may run beside it): 30.0101<pid>, ...
+    local RUN = tostring(H.core.getpid())
     -- pids of our own sleeps, found by their distinctive argument
     local function sleepers(arg)
       local out = brood.exec_sync("pgrep -x -f 'sleep " .. arg .. "' || true")
@@ -191,25 +195,27 @@ describe("brood.exec", function()
     end
 
     it("does not wait for a grandchild holding the pipes", function()
-      local _, err = brood.exec("sleep 30.0101 & sleep 30.0101; wait",
+      local arg = "30.0101" .. RUN
+      local _, err = brood.exec(("sleep %s & sleep %s; wait"):format(arg, arg),
                                 {timeout = 100})
       assert.are.equal("ETIMEDOUT", err.code)
       -- the whole tree was signalled: no sleep is left behind (they may
       -- take a moment to die)
       assert.is_true(H.run_until(function()
-        return #sleepers("30.0101") == 0
+        return #sleepers(arg) == 0
       end, 3000))
     end)
 
     it("stops waiting when only an orphaned grandchild holds the pipes",
        function()
       -- the shell exits at once; its background sleep keeps stdout open
-      local _, err = brood.exec("sleep 32.0103 & echo started",
-                                {timeout = 100})
+      local arg = "32.0103" .. RUN
+      local _, err = brood.exec("sleep " .. arg .. " & echo started",
+                                {timeout = 1000})
       assert.are.equal("ETIMEDOUT", err.code)
       assert.is_false(err.killed)  -- nothing of ours was left to kill
       assert.are.equal("started\n", err.stdout)
-      for _, pid in ipairs(sleepers("32.0103")) do brood.kill(pid, "SIGKILL") end
+      for _, pid in ipairs(sleepers(arg)) do brood.kill(pid, "SIGKILL") end
     end)
 
     it("idle_timeout kills a child that stops producing output", function()

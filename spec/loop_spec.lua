@@ -117,7 +117,7 @@ describe("brood.run", function()
   it("raises an error escaping a callback, with a traceback, and ends the loop",
      function()
     local later = false
-    local t = brood.set_timeout(50, function() later = true end)
+    local t = brood.set_timeout(5000, function() later = true end)
     brood.set_timeout(1, function() error("callback failed") end)
     local err = raises(brood.run)
     assert.matches("^[^\n]-loop_spec%.lua:%d+: callback failed\n", err)
@@ -437,13 +437,15 @@ describe("timers", function()
      function()
     local order = {}
     local function push(name) order[#order + 1] = name end
-    brood.set_timeout(30, push, "30")
-    brood.set_timeout(10, push, "10a")
-    brood.set_timeout(20, push, "20")
-    brood.set_timeout(10, push, "10b")
+    -- (far apart: each call reads the clock, and a stall between two
+    -- calls must not reorder them)
+    brood.set_timeout(300, push, "300")
+    brood.set_timeout(100, push, "100a")
+    brood.set_timeout(200, push, "200")
+    brood.set_timeout(100, push, "100b")
     brood.set_timeout(0, push, "0")
     brood.run()
-    assert.same({"0", "10a", "10b", "20", "30"}, order)
+    assert.same({"0", "100a", "100b", "200", "300"}, order)
   end)
 
   it("accepts fractional milliseconds", function()

@@ -496,7 +496,8 @@ describe("brood.pool through srun on a single-node Slurm (issue 12)",
   it("destroy() ends the remote workers too", function()
     local p = pool({size = 2, launcher = srun()})
     run(function()
-      p:submit({op = "sleep", ms = 5000}, function() end)
+      -- a task far longer than the wait below: only destroy() ends it
+      p:submit({op = "sleep", ms = 60000}, function() end)
       assert.are.equal(10, p:run(5))
       brood.sleep(100)
       p:destroy()

@@ -26,8 +26,9 @@ describe("child streams", function()
     end)
 
     it("read() keeps chunk boundaries of separate writes", function()
-      local c = sh("printf one; sleep 0.05; printf two")
+      local c = sh("printf one; read _; printf two")
       assert.equal("one", c.stdout:read())
+      c.stdin:write("\n")  -- only now the second write
       assert.equal("two", c.stdout:read())
       assert.is_nil(c.stdout:read())
       c:wait()
@@ -44,8 +45,9 @@ describe("child streams", function()
     end)
 
     it("read_all() after a partial read() returns the rest", function()
-      local c = sh("printf head; sleep 0.05; printf tail")
+      local c = sh("printf head; read _; printf tail")
       assert.equal("head", c.stdout:read())
+      c.stdin:write("\n")
       assert.equal("tail", c.stdout:read_all())
       c:wait()
     end)
@@ -97,9 +99,12 @@ describe("child streams", function()
 
   describe("events", function()
     it('"data" for each chunk, then "end", then "close"', function()
-      local c = sh("printf x; sleep 0.05; printf y")
+      local c = sh("printf x; read _; printf y")
       local log = {}
-      c.stdout:on("data", function(d) log[#log + 1] = "data:" .. d end)
+      c.stdout:on("data", function(d)
+        log[#log + 1] = "data:" .. d
+        if d == "x" then c.stdin:write("\n") end
+      end)
       c.stdout:on("end", function() log[#log + 1] = "end" end)
       c.stdout:on("close", function() log[#log + 1] = "close" end)
       c:wait()

@@ -137,7 +137,7 @@ describe("brood.exec_sync and brood.exec_file_sync", function()
   end)
 
   it("time out and truncate like exec", function()
-    local _, err = brood.exec_sync("echo a; sleep 10", {timeout = 50})
+    local _, err = brood.exec_sync("echo a; sleep 10", {timeout = 1000})
     assert.are.equal("ETIMEDOUT", err.code)
     assert.are.equal("a\n", err.stdout)
     local _, err2 = brood.exec_file_sync("yes", {}, {max_buffer = 7})
@@ -146,9 +146,15 @@ describe("brood.exec_sync and brood.exec_file_sync", function()
 
   it("do not wait for a grandchild that holds the pipe after a timeout",
      function()
-    local _, err = brood.exec_sync("sleep 31 & sleep 31; wait", {timeout = 100})
+    -- a sleep length of this run only (another run may be beside it)
+    local arg = "31.0" .. H.core.getpid()
+    local _, err = brood.exec_sync(("sleep %s & sleep %s; wait"):format(
+      arg, arg), {timeout = 100})
     assert.are.equal("ETIMEDOUT", err.code)
-    assert.are.equal("", brood.exec_sync("pgrep -f '^sleep 31$' || true"))
+    -- the tree was signalled; the sleeps may take a moment to die
+    assert.is_true(H.run_until(function()
+      return brood.exec_sync("pgrep -x -f 'sleep " .. arg .. "' || true") == ""
+    end, 3000))
   end)
 
   it("raise for bad arguments", function()

@@ -18,12 +18,14 @@ describe("waits with a timeout (issue 13)", function()
 
   it("child:wait(ms) times out, the child runs on, a later wait works",
      function()
-    local child = assert(brood.spawn("sh", {"-c", "sleep 0.3; echo done"}))
+    -- the child waits for a line from us: it cannot end before we say
+    local child = assert(brood.spawn("sh", {"-c", "read _; echo done"}))
     local t0 = brood.hrtime()
     timed_out(child:wait(50))
-    assert.is_true(ms_since(t0) < 280)
+    assert.is_true(ms_since(t0) < 3000)
     assert.is_true(H.alive(child.pid))
     assert.is_nil(child.exit_code)
+    child.stdin:write("\n")
     assert.are.equal(0, child:wait(5000))
     assert.are.equal("done\n", child.stdout:read_all())
   end)
@@ -183,11 +185,12 @@ describe("task:cancel() (issue 13)", function()
 
   it("cancel during stream:read and recv leaves the data for others",
      function()
-    local child = assert(brood.spawn("sh", {"-c", "sleep 0.1; echo x"}))
+    local child = assert(brood.spawn("sh", {"-c", "read _; echo x"}))
     local t = brood.go(function() return child.stdout:read() end)
     brood.sleep(10)
     t:cancel()
     assert.is_false(pcall(t.wait, t))
+    child.stdin:write("\n")  -- only now is there something to read
     assert.are.equal("x\n", child.stdout:read(5000))
     child:wait()
   end)
@@ -227,18 +230,22 @@ describe("task:cancel() (issue 13)", function()
 
   it("a cancelled task:wait(ms) on another task leaves that task alone",
      function()
-    local inner = brood.go(function() brood.sleep(50) return "inner" end)
+    -- inner ends when the child echoes, after our line
+    local gate = assert(brood.spawn("sh", {"-c", "read _; echo inner"}))
+    local inner = brood.go(function() return gate.stdout:read() end)
     local outer = brood.go(function() return inner:wait(10000) end)
     brood.sleep(5)
     outer:cancel()
     assert.is_false(pcall(outer.wait, outer))
-    assert.are.equal("inner", inner:wait())
+    gate.stdin:write("\n")
+    assert.are.equal("inner\n", inner:wait())
+    assert.are.equal(0, gate:wait())
   end)
 
   it("a lines() step cancelled mid-line loses and repeats nothing",
      function()
     local c = assert(brood.spawn("sh", {"-c",
-      "printf ab; sleep 0.3; printf 'cd\\nef\\n'"}))
+      "printf ab; read _; printf 'cd\\nef\\n'"}))
     local next_line = c.stdout:lines()
     local t = brood.go(function() return next_line() end)
     brood.sleep(150)  -- "ab" has arrived; the step waits for the rest
@@ -246,6 +253,7 @@ describe("task:cancel() (issue 13)", function()
     local ok, err = pcall(t.wait, t)
     assert.is_false(ok)
     assert.are.equal("ECANCELED", err.code)
+    c.stdin:write("\n")  -- the rest comes only now
     assert.are.equal("abcd", next_line())
     assert.are.equal("ef", next_line())
     assert.is_nil(next_line())
