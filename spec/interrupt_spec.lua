@@ -300,3 +300,100 @@ describe("SIGINT under plain lua5.4", function()
     assert.equal("handled\tSIGINT\ndone\n", out)
   end)
 end)
+
+-- The race a tree kill must not lose: a shell running `sleep A; sleep B`
+-- starts `sleep B` the moment `sleep A` dies. Signalled one process after
+-- the other, the shell may fork before its own signal comes, and the new
+-- sleep escapes to init. Eight such shells at once, a few rounds: on the
+-- code that signalled descendants first, most rounds left some behind.
+describe("no process escapes a tree kill", function()
+  H.guard()
+  local TAG = tostring(core.getpid())
+  local A, B = "60.5" .. TAG, "61.5" .. TAG  -- this run's own lengths
+
+  -- pids of this run's sleeps, wherever they are now (init adopts them)
+  local function sleeps()
+    local pids = {}
+    for _, p in ipairs(core.descendants(1)) do
+      local c = cmdline(p)
+      if c == "sleep " .. A or c == "sleep " .. B then pids[#pids + 1] = p end
+    end
+    return pids
+  end
+
+  after_each(function()
+    for _, p in ipairs(sleeps()) do brood.kill(p, "SIGKILL") end
+  end)
+
+  local SHELLS = ([[
+    local brood = require "brood"
+    for _ = 1, 8 do
+      assert(brood.spawn("sh", {"-c", "sleep %s; sleep %s"},
+                         {stdio = "ignore"}))
+    end
+  ]]):format(A, B)
+
+  -- Start the host (or plain lua5.4) with `script`, wait for its eight
+  -- `sleep A`, do `act(h)`; afterwards no sleep of ours may be left.
+  local function none_escape(script, act, lua54)
+    for _ = 1, 4 do
+      local file, argv = H.host, {"-e", script}
+      if lua54 then
+        file, argv = H.lua54({"-e", ("package.path = " ..
+          "'lua/?.lua;lua/?/init.lua;' .. package.path; package.cpath = " ..
+          "'%s/lib/?.so;' .. package.cpath"):format(H.build), "-e", script})
+      end
+      local h = assert(brood.spawn(file, argv,
+                                   {stdio = {"pipe", "ignore", "pipe"}}))
+      assert(H.run_until(function() return #sleeps() == 8 end, 5000),
+             "the shells did not start")
+      act(h)
+      assert.is_true(exits_within(h, 10000), "the host did not exit")
+      h.stderr:read_all()
+      h:wait()
+      -- a shell that escaped its signal has started `sleep B` by now
+      brood.sleep(200)
+      local left = sleeps()
+      assert.are.equal(0, #left, #left .. " sleep(s) escaped: " ..
+                       table.concat(left, " "))
+    end
+  end
+
+  it("SIGINT to the host", function()
+    none_escape(SHELLS .. "brood.sleep(60000)", function(h)
+      h:kill("SIGINT")
+    end)
+  end)
+
+  it("Ctrl-C under plain lua5.4", function()
+    none_escape(SHELLS .. "brood.sleep(60000)", function(h)
+      h:kill("SIGINT")
+    end, true)
+  end)
+
+  it("kill(sig, {tree = true}) and a timeout", function()
+    for round = 1, 4 do
+      local children = {}
+      for i = 1, 8 do
+        children[i] = assert(brood.spawn("sh", {"-c",
+          ("sleep %s; sleep %s"):format(A, B)},
+          {stdio = "ignore", timeout = round % 2 == 0 and 300 or nil}))
+      end
+      assert(H.run_until(function() return #sleeps() == 8 end, 5000))
+      if round % 2 == 1 then
+        for _, c in ipairs(children) do c:kill("SIGTERM", {tree = true}) end
+      end
+      for _, c in ipairs(children) do assert.is_nil(c:wait()) end
+      brood.sleep(200)
+      local left = sleeps()
+      assert.are.equal(0, #left, #left .. " sleep(s) escaped")
+    end
+  end)
+
+  it("the host's exit after an uncaught error", function()
+    -- the script waits for a line, then fails
+    none_escape(SHELLS .. "io.read('l') error('failed')", function(h)
+      h.stdin:write("go\n")
+    end)
+  end)
+end)

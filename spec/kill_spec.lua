@@ -199,6 +199,49 @@ describe("child:kill", function()
       assert.is_true(H.gone(orphan, 3000))
     end)
 
+    -- state letter of pid from /proc (T: stopped), nil once gone
+    local function state(pid)
+      local f = io.open("/proc/" .. pid .. "/stat")
+      if not f then return nil end
+      local st = (f:read("a") or ""):match("%) (%a)")
+      f:close()
+      return st
+    end
+
+    it("SIGSTOP stops the tree and SIGCONT continues it (no freezing)",
+       function()
+      local c = assert(brood.spawn("sh", {"-c", "sleep 100 & sleep 100; :"},
+                                   {stdio = "ignore"}))
+      local kids = descendants(c.pid, 2)
+      local all = {c.pid, kids[1], kids[2]}
+      assert.is_true(c:kill("SIGSTOP", {tree = true}))
+      assert.is_true(H.run_until(function()
+        for _, p in ipairs(all) do if state(p) ~= "T" then return false end end
+        return true
+      end, 3000))
+      brood.sleep(50)  -- and they stay stopped
+      for _, p in ipairs(all) do assert.equal("T", state(p)) end
+      assert.is_true(c:kill("SIGCONT", {tree = true}))
+      assert.is_true(H.run_until(function()
+        for _, p in ipairs(all) do if state(p) == "T" then return false end end
+        return true
+      end, 3000))
+      c:kill("SIGKILL", {tree = true})
+      c:wait()
+      for _, p in ipairs(kids) do assert.is_true(H.gone(p, 3000)) end
+    end)
+
+    it("SIGTERM ends a tree that was stopped (it is continued)", function()
+      local c = assert(brood.spawn("sh", {"-c", "sleep 100 & sleep 100; :"},
+                                   {stdio = "ignore"}))
+      local kids = descendants(c.pid, 2)
+      assert.is_true(c:kill("SIGSTOP", {tree = true}))
+      assert.is_true(H.run_until(function() return state(c.pid) == "T" end))
+      assert.is_true(c:kill("SIGTERM", {tree = true}))
+      assert.same({nil, "SIGTERM"}, {c:wait(5000)})
+      for _, p in ipairs(kids) do assert.is_true(H.gone(p, 3000)) end
+    end)
+
     it("without tree only the child dies", function()
       -- (stdio ignored: the sleeps would hold the pipes, and wait() with them)
       local c = assert(brood.spawn("sh", {"-c", "sleep 100 & sleep 100; :"},

@@ -232,6 +232,24 @@ typedef struct { int pid, ppid; char state; } brood_proc_t;
 ** Async-signal-safe (syscalls only, buffers on the stack). */
 size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full);
 
+/* From tree.c: freezing process trees before they are signalled. A
+** member is a descendant and the index of its root in the caller's
+** roots. Async-signal-safe. */
+typedef struct { int pid, root; } brood_tree_member_t;
+/* SIGSTOP every descendant of roots[0..nroots-1] (stopped already by the
+** caller), scanning /proc into table until a scan finds nothing new;
+** queue and members have room for cap. Returns the members stopped,
+** parents before children. stop = 0: one scan, nothing stopped (for a
+** signal that freezing would undo). */
+size_t brood__tree_freeze(const int* roots, size_t nroots, int stop,
+                          brood_proc_t* table, size_t table_cap,
+                          brood_tree_member_t* queue,
+                          brood_tree_member_t* members, size_t cap);
+/* Send each member its root's signal from signals[]; then SIGCONT. */
+void brood__tree_signal(const brood_tree_member_t* members, size_t n,
+                        const int* signals);
+void brood__tree_continue(const brood_tree_member_t* members, size_t n);
+
 /* From launch.c: starting a program. All the child needs, prepared by
 ** the parent: the child allocates nothing. */
 typedef struct {

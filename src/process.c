@@ -164,24 +164,52 @@ static void process_release(brood_handle_t* h) {
 
 /* ----- cleanup: killing children's trees -------------------------------
 ** A cleanup child dies with its whole tree, as a timeout kills it
-** (DESIGN §8): its process group where it leads one, else every
-** descendant found under /proc (first, so that none escapes to init when
-** the child dies), then the child. */
+** (DESIGN §8): its process group where it leads one (one kill reaches
+** the group at once), else the child and every descendant found under
+** /proc, frozen first (tree.c) so that none escapes to init. */
 
-/* Signal the descendants of root found in table[0..n-1], breadth first,
-** parents before children; queue has room for cap pids. */
-static void kill_descendants(const brood_proc_t* table, size_t n, int* queue,
-                             size_t cap, pid_t root, int sig) {
-  size_t head = 0, tail = 0;
-  int parent = (int)root;
-  for (;;) {
-    for (size_t i = 0; i < n && tail < cap; i++)
-      if (table[i].ppid == parent && table[i].pid > 0)
-        queue[tail++] = table[i].pid;
-    if (head == tail) break;
-    parent = queue[head++];
+/* Room to freeze trees: a process table, and a queue and members list
+** (room for cap each); table NULL: none (only the roots get signalled). */
+typedef struct {
+  brood_proc_t* table;
+  size_t table_cap;
+  brood_tree_member_t* queue;
+  brood_tree_member_t* members;
+  size_t cap;
+} tree_room_t;
+
+#define TREE_BATCH 256  /* roots frozen together */
+
+/* Freezing would undo these: they are sent as they are. */
+static int freezes(int sig) {
+  return sig != 0 && sig != SIGSTOP && sig != SIGTSTP && sig != SIGTTIN &&
+         sig != SIGTTOU && sig != SIGCONT;
+}
+
+/* Signal procs[i] and its descendants with sigs[i], for i < n (1 to
+** TREE_BATCH; the signals all freeze, or n is 1), in room; returns 0, or
+** the errno of a root that could not be signalled. Async-signal-safe. */
+static int kill_trees(brood_process_t* const* procs, const int* sigs,
+                      size_t n, const tree_room_t* room) {
+  int roots[TREE_BATCH] = {0};  /* (all set below; gcc cannot tell) */
+  int stop = freezes(sigs[0]);
+  for (size_t i = 0; i < n; i++) {
+    roots[i] = procs[i]->pid;
+    if (stop) send_signal(procs[i], SIGSTOP);
   }
-  for (size_t i = 0; i < tail; i++) kill((pid_t)queue[i], sig);
+  size_t m = 0;
+  if (room->table != NULL)
+    m = brood__tree_freeze(roots, n, stop, room->table, room->table_cap,
+                           room->queue, room->members, room->cap);
+  int err = 0;
+  for (size_t i = 0; i < n; i++)
+    if (send_signal(procs[i], sigs[i]) != 0) err = errno;
+  brood__tree_signal(room->members, m, sigs);
+  if (stop) {
+    brood__tree_continue(room->members, m);
+    for (size_t i = 0; i < n; i++) send_signal(procs[i], SIGCONT);
+  }
+  return err;
 }
 
 static int is_cleanup_child(const brood_process_t* p,
@@ -198,48 +226,81 @@ static int needs_table(const brood_loop_t* only) {
 }
 
 /* Kill the tree of every live cleanup child (of `only`, or of every loop
-** when NULL), descendants looked up in table[0..n-1] (n = 0: none known);
-** queue has room for n pids. Async-signal-safe. */
+** when NULL). Async-signal-safe. */
 static void kill_cleanup_trees(const brood_loop_t* only,
-                               const brood_proc_t* table, size_t n,
-                               int* queue) {
+                               const tree_room_t* room) {
+  brood_process_t* batch[TREE_BATCH];
+  int sigs[TREE_BATCH];
+  size_t n = 0;
   for (brood_process_t* p = live_head; p != NULL; p = p->next) {
     if (!is_cleanup_child(p, only)) continue;
     if (p->leads_group) {
       kill(-p->pid, p->cleanup_signal);  /* unreaped: the group is ours */
       continue;
     }
-    kill_descendants(table, n, queue, n, p->pid, p->cleanup_signal);
-    send_signal(p, p->cleanup_signal);
+    if (!freezes(p->cleanup_signal)) {  /* by itself */
+      kill_trees(&p, &p->cleanup_signal, 1, room);
+      continue;
+    }
+    batch[n] = p;
+    sigs[n++] = p->cleanup_signal;
+    if (n == TREE_BATCH) {
+      kill_trees(batch, sigs, n, room);
+      n = 0;
+    }
   }
+  if (n > 0) kill_trees(batch, sigs, n, room);
+}
+
+/* Room for freezing trees, from malloc, for every process there is now
+** (and some more); table NULL without memory. */
+static void room_alloc(tree_room_t* room) {
+  memset(room, 0, sizeof(*room));
+  for (size_t cap = 1024;; cap *= 2) {
+    brood_proc_t* table = (brood_proc_t*)malloc(cap * sizeof(*table));
+    if (table == NULL) return;
+    int full;
+    brood__proc_scan(table, cap, &full);
+    if (full) {
+      free(table);
+      continue;
+    }
+    room->cap = cap + TREE_BATCH;
+    room->queue = (brood_tree_member_t*)malloc(room->cap *
+                                               sizeof(*room->queue));
+    room->members = (brood_tree_member_t*)malloc(room->cap *
+                                                 sizeof(*room->members));
+    if (room->queue == NULL || room->members == NULL) {
+      free(table);
+      free(room->queue);
+      free(room->members);
+      memset(room, 0, sizeof(*room));
+      return;
+    }
+    room->table = table;
+    room->table_cap = cap;
+    return;
+  }
+}
+
+static void room_free(tree_room_t* room) {
+  free(room->table);
+  free(room->queue);
+  free(room->members);
 }
 
 /* Kill the trees of the loop's cleanup children still alive, once: the
 ** first process torn down with its loop (lua_close, or loop:close())
 ** does it for all, so that /proc is read once. They are reaped by init
-** once we are gone. Not in a signal handler: the buffers come from malloc
+** once we are gone. Not in a signal handler: the room comes from malloc
 ** (without memory, only the children themselves are signalled). */
 static void process_teardown(brood_handle_t* h) {
   brood_loop_t* loop = h->loop;
-  brood_proc_t* table = NULL;
-  int* queue = NULL;
-  size_t n = 0;
-  if (needs_table(loop)) {
-    for (size_t cap = 1024;; cap *= 2) {  /* room for every process */
-      table = (brood_proc_t*)malloc(cap * sizeof(*table));
-      if (table == NULL) break;
-      int full;
-      n = brood__proc_scan(table, cap, &full);
-      if (!full) break;
-      free(table);
-      table = NULL;
-    }
-    queue = table != NULL ? (int*)malloc((n + 1) * sizeof(*queue)) : NULL;
-    if (queue == NULL) n = 0;
-  }
-  kill_cleanup_trees(loop, table, n, queue);
-  free(table);
-  free(queue);
+  tree_room_t room;
+  memset(&room, 0, sizeof(room));
+  if (needs_table(loop)) room_alloc(&room);
+  kill_cleanup_trees(loop, &room);
+  room_free(&room);
   for (brood_process_t* p = live_head; p != NULL; p = p->next)
     if (p->h.loop == loop) p->cleanup_signal = 0;  /* signalled: done */
 }
@@ -255,12 +316,14 @@ static const brood_handle_ops_t process_ops = {
 #define CLEANUP_TABLE_MAX 65536
 void brood__process_kill_cleanup(void) {
   static brood_proc_t table[CLEANUP_TABLE_MAX];
-  static int queue[CLEANUP_TABLE_MAX];
-  size_t n = 0;
-  int full;
-  if (needs_table(NULL))
-    n = brood__proc_scan(table, CLEANUP_TABLE_MAX, &full);
-  kill_cleanup_trees(NULL, table, n, queue);
+  static brood_tree_member_t queue[CLEANUP_TABLE_MAX + TREE_BATCH];
+  static brood_tree_member_t members[CLEANUP_TABLE_MAX + TREE_BATCH];
+  tree_room_t room = {NULL, 0, queue, members, CLEANUP_TABLE_MAX + TREE_BATCH};
+  if (needs_table(NULL)) {
+    room.table = table;
+    room.table_cap = CLEANUP_TABLE_MAX;
+  }
+  kill_cleanup_trees(NULL, &room);
 }
 
 /* Watch SIGCHLD before the child exists, so its exit is not missed. */
@@ -384,6 +447,30 @@ static int process_kill_group(lua_State* L) {
   return 1;
 }
 
+/* process:kill_tree(sig) -> true | false (exited) | nil, msg, code: its
+** process group where it leads one, else it and every descendant, the
+** tree frozen first so that none escapes. */
+static int process_kill_tree(lua_State* L) {
+  brood_process_t* p = peek_process(L);
+  int sig = brood__signum(L, 2);
+  if (p == NULL || process_exited(p)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  int err = 0;
+  if (p->leads_group) {
+    if (kill(-p->pid, sig) != 0) err = errno;
+  } else {
+    tree_room_t room;
+    room_alloc(&room);
+    err = kill_trees(&p, &sig, 1, &room);
+    room_free(&room);
+  }
+  if (err != 0) return brood__push_error(L, -err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int process_pid(lua_State* L) {
   lua_pushinteger(L, check_process(L)->pid);
   return 1;
@@ -393,6 +480,7 @@ void brood__process_open(lua_State* L) {
   static const luaL_Reg methods[] = {
     {"kill", process_kill},
     {"kill_group", process_kill_group},
+    {"kill_tree", process_kill_tree},
     {"pid", process_pid},
     {NULL, NULL}
   };

@@ -358,16 +358,6 @@ function M.exit_status(code, signum, maxrss_kb, utime, stime, duration)
   }
 end
 
---- Signal a process's whole tree: its group where it leads one, else it
--- and its descendants. Returns core's proc:kill results.
-function M.kill_tree(proc, pid, leads_group, num)
-  if leads_group then return proc:kill_group(num) end
-  -- collect the tree first: once the process dies its children move
-  local pids = core.descendants(pid)
-  local ok, msg, code = proc:kill(num)
-  for _, p in ipairs(pids) do core.kill(p, num) end
-  return ok, msg, code
-end
 
 -- brood.net handles over a child's channel. brood.net loads on the
 -- first handle received: a script that never passes one does not pay
@@ -680,8 +670,7 @@ end
 -- signalled; false, and core's message and code, if not.
 function Child:_kill_tree(num)
   if self._exited or self._proc == nil then return false end
-  local ok, msg, code = M.kill_tree(self._proc, self.pid, self._leads_group,
-                                    num)
+  local ok, msg, code = self._proc:kill_tree(num)
   if ok then self.killed = true end
   return ok and true or false, msg, code
 end

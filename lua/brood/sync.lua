@@ -59,7 +59,7 @@ function M._run(fname, n, file, args, opts, shell)
   local proc, pid, parent, reading, open_pipes
   local supervisor = exec.new_supervisor(exec_opts, private_loop,
     function(sig)
-      return process.kill_tree(proc, pid, spec.detached or spec.group, sig)
+      return proc:kill_tree(sig)
     end,
     function()
       for _, h in ipairs(reading) do

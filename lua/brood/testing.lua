@@ -151,6 +151,7 @@ function Proc:kill(num)
   return true
 end
 Proc.kill_group = Proc.kill
+Proc.kill_tree = Proc.kill
 function Proc:ref() end
 function Proc:unref() end
 
