@@ -163,6 +163,39 @@ describe("brood.exec", function()
       assert.matches("timed out after 1000 ms", err.message)
     end)
 
+    -- The loop is busy past the deadline while the child exits in time:
+    -- its exit is seen only after the timer is due. As in Node.js, a
+    -- child that exited by itself (code 0) is a success, not a timeout.
+    it("a child that exited before a late timer is not timed out",
+       function()
+      local done, e, out
+      brood.exec("echo cb", {timeout = 250}, function(err, stdout)
+        done, e, out = true, err, stdout
+      end)
+      local t0 = brood.hrtime()
+      while brood.hrtime() - t0 < 600e6 do end  -- 600 ms without the loop
+      assert.is_true(H.run_until(function() return done end, 5000))
+      assert.is_nil(e)
+      assert.are.equal("cb\n", out)
+      -- and a grandchild holding the pipes still times it out
+      done = nil
+      local arg = "33.0107" .. H.core.getpid()
+      brood.exec("sleep " .. arg .. " & echo started", {timeout = 250},
+                 function(err) done, e = true, err end)
+      t0 = brood.hrtime()
+      while brood.hrtime() - t0 < 600e6 do end
+      assert.is_true(H.run_until(function() return done end, 5000))
+      assert.are.equal("ETIMEDOUT", e.code)
+      assert.are.equal("started\n", e.stdout)
+      assert.is_false(e.killed)
+      for _, pid in ipairs(H.core.descendants(1)) do
+        local f = io.open("/proc/" .. pid .. "/cmdline")
+        local c = f and f:read("a") or ""
+        if f then f:close() end
+        if c == "sleep\0" .. arg .. "\0" then brood.kill(pid, "SIGKILL") end
+      end
+    end)
+
     it("uses kill_signal, given as a name or a number", function()
       local _, err = brood.exec("sleep 10", {timeout = 50, kill_signal = 9})
       assert.are.equal("SIGKILL", err.signal)

@@ -165,6 +165,13 @@ function Supervisor:on_exit(pipes_open)
   self.exited = true
   if pipes_open and self.rec.killed then
     self:start_timer("drain", M.DRAIN_AFTER_KILL_MS, self.give_up)
+  elseif pipes_open and self.late then
+    -- exited in time, but its pipes outlive the deadline: read what is
+    -- in them; held open longer, by a grandchild, it is a timeout
+    self:start_timer("drain", M.DRAIN_AFTER_KILL_MS, function()
+      self.rec.timed_out = self.late
+      self.give_up()
+    end)
   end
 end
 
@@ -217,6 +224,13 @@ function Supervisor:start()
   local ms = self.exec_opts.timeout
   if ms then
     self:start_timer("timeout", ms, function()
+      if not self.exited and self.kill(0) == false then
+        -- It has exited, and the loop, busy past the deadline, has not
+        -- seen it yet: as in Node.js, not a timeout (on_exit decides
+        -- about pipes that stay open).
+        self.late = ms
+        return
+      end
       self.rec.timed_out = ms
       self:terminate()
     end)
