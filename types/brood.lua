@@ -23,6 +23,7 @@
 ---@field stderr? string
 ---@field index? integer
 ---@field traceback? string
+---@field value? any  a pool task's error object, when not a string
 
 ---@class brood.SpawnOptions
 ---@field cwd? string

@@ -259,15 +259,16 @@ local function fail_later(pool, owner, id, err)
 end
 
 local function task_error(wire, w)
-  local message, traceback = "task failed in the worker", nil
+  local message, traceback, value = "task failed in the worker", nil, nil
   if type(wire) == "table" then
     message = type(wire.message) == "string" and wire.message or message
     traceback = type(wire.traceback) == "string" and wire.traceback or nil
+    value = wire.value
   elseif type(wire) == "string" then
     message = wire
   end
   return Error.new({message = message, code = "ERR_TASK_FAILED",
-                    traceback = traceback, pid = w.pid})
+                    traceback = traceback, value = value, pid = w.pid})
 end
 
 -- ----- workers ----------------------------------------------------------

@@ -15,24 +15,36 @@ local math_type, traceback = math.type, debug.traceback
 local serving = false
 
 -- What a task's error becomes on the wire: the message as raised (with
--- its "file:line:" when it was a string raised by error()) and the
--- worker's traceback.
+-- its "file:line:" when it was a string raised by error()), the worker's
+-- traceback, and an error object that is not a string as it is (`value`;
+-- dropped if the codec cannot carry it). The message of such an object
+-- is what lua5.4 would print: its `message` field, its __tostring, a
+-- number's digits, or "(error object is a <type> value)".
 local function wire_error(e)
   local message
-  if type(e) == "string" then
+  local kind = type(e)
+  if kind == "string" then
     message = e
-  elseif type(e) == "table" and type(e.message) == "string" then
+  elseif kind == "table" and type(e.message) == "string" then
     message = e.message
+  elseif kind == "number" then
+    message = tostring(e)
   else
-    local ok, s = pcall(tostring, e)
-    message = ok and type(s) == "string" and s or ("(error object is a " ..
-                                                     type(e) .. " value)")
+    local mt = getmetatable(e)
+    local ok, s = false, nil
+    if type(mt) == "table" and mt.__tostring ~= nil then
+      ok, s = pcall(tostring, e)
+    end
+    message = ok and type(s) == "string" and s or
+              ("(error object is a " .. kind .. " value)")
   end
   -- the frames below fn (this module, the loop) are no business of the
   -- task's author
   local tb = traceback(message, 2)
   tb = tb:match("^(.-)\n\t%[C%]: in function 'xpcall'") or tb
-  return {message = message, traceback = tb}
+  local wire = {message = message, traceback = tb}
+  if kind ~= "string" then wire.value = e end
+  return wire
 end
 
 -- run(id, task): fn(task) and its answer to the pool, [id, true, result]
@@ -53,7 +65,13 @@ local function answerer(fn, parent)
                             "bad argument #%d+ to '[^']*' %((.*)%)$") or
                             tostring(e))}
     end
-    send(parent, {id, false, result})
+    local failed = {id, false, result}
+    if result.value ~= nil and not pcall(send, parent, failed) then
+      result.value = nil  -- the codec cannot carry the error object
+      send(parent, failed)
+    elseif result.value == nil then
+      send(parent, failed)
+    end
   end
 end
 
