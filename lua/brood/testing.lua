@@ -405,7 +405,8 @@ function Fake:_run_sync(fname, n, file, args, opts, shell)
   end
   -- a kill (timeout, idle_timeout, max_buffer) ends it at once
   sup = self.saved.new_supervisor(exec_opts, nil, function(sig)
-    if exited then return nil end
+    if exited then return false end  -- as core's kill once it has exited
+    if sig == 0 then return true end  -- a probe: it is alive
     clock:timer(0, function() die(sig) end)
     return true
   end, function() end)
