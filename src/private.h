@@ -231,6 +231,10 @@ typedef struct { int pid, ppid; char state; } brood_proc_t;
 /* Fill out with up to cap processes; *full set if more may exist.
 ** Async-signal-safe (syscalls only, buffers on the stack). */
 size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full);
+/* How many processes there are (entries of /proc, nothing read). */
+size_t brood__proc_count(void);
+/* pid's state letter ('R', 'S', 'T', 'Z'...), 0 once it is gone. */
+char brood__proc_state(int pid);
 
 /* From tree.c: freezing process trees before they are signalled. A
 ** member is a descendant and the index of its root in the caller's

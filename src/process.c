@@ -252,41 +252,29 @@ static void kill_cleanup_trees(const brood_loop_t* only,
   if (n > 0) kill_trees(batch, sigs, n, room);
 }
 
-/* Room for freezing trees, from malloc, for every process there is now
-** (and some more); table NULL without memory. */
-static void room_alloc(tree_room_t* room) {
-  memset(room, 0, sizeof(*room));
-  for (size_t cap = 1024;; cap *= 2) {
-    brood_proc_t* table = (brood_proc_t*)malloc(cap * sizeof(*table));
-    if (table == NULL) return;
-    int full;
-    brood__proc_scan(table, cap, &full);
-    if (full) {
-      free(table);
-      continue;
-    }
-    room->cap = cap + TREE_BATCH;
-    room->queue = (brood_tree_member_t*)malloc(room->cap *
-                                               sizeof(*room->queue));
-    room->members = (brood_tree_member_t*)malloc(room->cap *
-                                                 sizeof(*room->members));
-    if (room->queue == NULL || room->members == NULL) {
-      free(table);
-      free(room->queue);
-      free(room->members);
-      memset(room, 0, sizeof(*room));
-      return;
-    }
-    room->table = table;
-    room->table_cap = cap;
-    return;
-  }
-}
-
 static void room_free(tree_room_t* room) {
   free(room->table);
   free(room->queue);
   free(room->members);
+}
+
+/* Room for freezing trees, from malloc, for every process there is now
+** and as many more; table NULL without memory. */
+static void room_alloc(tree_room_t* room) {
+  memset(room, 0, sizeof(*room));
+  size_t cap = 2 * brood__proc_count() + 256;
+  room->table = (brood_proc_t*)malloc(cap * sizeof(*room->table));
+  room->queue = (brood_tree_member_t*)malloc((cap + TREE_BATCH) *
+                                             sizeof(*room->queue));
+  room->members = (brood_tree_member_t*)malloc((cap + TREE_BATCH) *
+                                               sizeof(*room->members));
+  if (room->table == NULL || room->queue == NULL || room->members == NULL) {
+    room_free(room);
+    memset(room, 0, sizeof(*room));
+    return;
+  }
+  room->table_cap = cap;
+  room->cap = cap + TREE_BATCH;
 }
 
 /* Kill the trees of the loop's cleanup children still alive, once: the

@@ -171,6 +171,40 @@ size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full) {
   return count;
 }
 
+size_t brood__proc_count(void) {
+  union { char bytes[4096]; uint64_t align; } u;
+  size_t count = 0;
+  int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return 0;
+  for (;;) {
+    long got = syscall(SYS_getdents64, dir, u.bytes, sizeof(u.bytes));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    for (long off = 0; off < got;) {
+      struct linux_dirent64* e = (struct linux_dirent64*)(u.bytes + off);
+      off += e->d_reclen;
+      if (e->d_name[0] >= '0' && e->d_name[0] <= '9') count++;
+    }
+  }
+  close(dir);
+  return count;
+}
+
+char brood__proc_state(int pid) {
+  char name[24];
+  int n = 0;
+  char digits[24];
+  if (pid <= 0) return 0;
+  while (pid > 0) {
+    digits[n++] = (char)('0' + pid % 10);
+    pid /= 10;
+  }
+  for (int i = 0; i < n; i++) name[i] = digits[n - 1 - i];
+  name[n] = '\0';
+  brood_proc_t p;
+  return read_stat(name, &p) == 0 ? p.state : 0;
+}
+
 /* Snapshot of every process: pid, parent and state. Caller frees. */
 static brood_proc_t* snapshot(size_t* count) {
   size_t cap = 512;

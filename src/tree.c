@@ -6,13 +6,15 @@
 ** shell whose child dies of its signal starts its next command before
 ** the shell's own signal comes, and that command escapes to init. So the
 ** caller stops the roots (SIGSTOP), brood__tree_freeze stops every
-** descendant, scanning /proc again until a scan finds none that is not
-** stopped yet (a stopped process cannot fork, so this ends), and only
+** descendant, scanning /proc again, once what it stopped has stopped,
+** until a scan finds none that is not stopped yet (a stopped process
+** cannot fork, so this ends), and only
 ** then is each one signalled, and continued (a stopped process acts on
 ** any signal but SIGKILL only once it runs again).
 **
 ** Async-signal-safe: system calls only, buffers from the caller.
 */
+#include <sched.h>
 #include <signal.h>
 
 #include "private.h"
@@ -20,6 +22,17 @@
 /* A scan that finds nothing new ends the freeze; this many at most (a
 ** tree that keeps growing past it is one forking faster than we scan). */
 #define FREEZE_ROUNDS 8
+
+/* Wait (briefly) until pid has stopped or ended: SIGSTOP takes effect
+** when the target next runs, and until then it may still fork. */
+#define STOP_SPINS 2000
+static void await_stop(int pid) {
+  for (int i = 0; i < STOP_SPINS; i++) {
+    char st = brood__proc_state(pid);
+    if (st == 0 || st == 'T' || st == 't' || st == 'Z' || st == 'X') return;
+    sched_yield();
+  }
+}
 
 static int is_member(const brood_tree_member_t* members, size_t n, int pid) {
   for (size_t i = 0; i < n; i++)
@@ -31,8 +44,14 @@ size_t brood__tree_freeze(const int* roots, size_t nroots, int stop,
                           brood_proc_t* table, size_t table_cap,
                           brood_tree_member_t* queue,
                           brood_tree_member_t* members, size_t cap) {
-  size_t nmembers = 0;
+  size_t nmembers = 0, settled = 0;
+  if (stop)
+    for (size_t r = 0; r < nroots; r++) await_stop(roots[r]);
   for (int round = 0; round < (stop ? FREEZE_ROUNDS : 1); round++) {
+    /* Once all we stopped so far has stopped, a scan that finds nothing
+    ** new is the last. */
+    if (stop)
+      for (; settled < nmembers; settled++) await_stop(members[settled].pid);
     int full;
     size_t n = brood__proc_scan(table, table_cap, &full);
     size_t head = 0, tail = 0, found = 0;
@@ -54,9 +73,7 @@ size_t brood__tree_freeze(const int* roots, size_t nroots, int stop,
         }
       }
     }
-    /* Round 0 stops what it finds; the next rounds catch what forked
-    ** before its stop took effect. */
-    if (round > 0 && found == 0) break;
+    if (found == 0) break;
   }
   return nmembers;
 }

@@ -3,9 +3,9 @@
 -- A soak runs its workload in two phases: a warm-up of ~2% of the
 -- iterations (so lazily created loop fds, interned strings, malloc arenas
 -- and the like exist before the baseline; a soak may ask for more, and
--- the output says how much), then the rest. The baseline
--- (RSS start, fds before) is taken after the warm-up, with no child of
--- ours alive; the end figures after the last child has been waited for.
+-- the output says how much), then the rest in ten parts. fds are
+-- counted after the warm-up, with no child of ours alive, and after the
+-- last child has been waited for; RSS after each part (see M.run).
 --
 -- The counters here read /proc directly rather than brood.core's helpers
 -- (core.fd_count, core.zombies): a leak check should not trust the code
@@ -99,13 +99,19 @@ function M.run(name, total, batch, opts)
 
   local w = batch(1, warm)
   M.settle()
-  local rss0, fds0 = M.rss_kb(), M.fd_count()
+  local fds0 = M.fd_count()
   local heap0 = collectgarbage("count")
 
-  -- SOAK_TRACE=1: run the rest in 10 parts, each to completion, and print
-  -- RSS and the Lua heap after each (stderr), to tell a leak (a steady
-  -- climb) from an allocator's high-water mark (a step, then flat).
-  local parts = os.getenv("SOAK_TRACE") == "1" and 10 or 1
+  -- The rest runs in 10 parts, each to completion, with RSS sampled after
+  -- each. What glibc keeps of the heap after a part depends on that
+  -- part's peak (how many messages were queued at once, say), so one
+  -- sample wanders by megabytes: the start is the highest of the first
+  -- three samples, the end the highest of the last three. A leak climbs
+  -- from one to the other; a high-water mark does not. SOAK_TRACE=1 also
+  -- prints the Lua heap and fds after each part (stderr).
+  local parts = 10
+  local trace = os.getenv("SOAK_TRACE") == "1"
+  local samples = {}
   local s = {failures = 0, notes = {}}
   local from = warm + 1
   for part = 1, parts do
@@ -116,15 +122,17 @@ function M.run(name, total, batch, opts)
     if r.sent then s.sent = (s.sent or 0) + r.sent end
     if r.received then s.received = (s.received or 0) + r.received end
     for _, note in ipairs(r.notes or {}) do s.notes[#s.notes + 1] = note end
-    if parts > 1 then
-      M.settle()
+    M.settle()
+    samples[part] = M.rss_kb()
+    if trace then
       io.stderr:write(("trace %s: after %d, rss %d KiB, lua heap %.0f KiB, fds %d\n")
-        :format(name, to, M.rss_kb(), collectgarbage("count"), M.fd_count()))
+        :format(name, to, samples[part], collectgarbage("count"), M.fd_count()))
     end
     from = to + 1
   end
-  M.settle()
-  local rss1, fds1 = M.rss_kb(), M.fd_count()
+  local rss0 = math.max(samples[1], samples[2], samples[3])
+  local rss1 = math.max(samples[8], samples[9], samples[10])
+  local fds1 = M.fd_count()
   local heap1 = collectgarbage("count")
   local zombies = M.zombies()
   local after = opts.after and opts.after() or {}
@@ -151,8 +159,9 @@ function M.run(name, total, batch, opts)
 
   print(("soak %s: %d %s in %.1f s%s"):format(name, total, unit, secs,
     opts.detail and (" (" .. opts.detail .. ")") or ""))
-  print(("  rss     start %d KiB (after a warm-up of the first %d %s, %g%%), end %d KiB, change %+.1f%%")
-    :format(rss0, warm, unit, warm * 100 / total, rss1, pct))
+  print(("  rss     start %d KiB, end %d KiB, change %+.1f%% (highest of the first and of the last three of ten samples after a warm-up of %d %s, %g%%)")
+    :format(rss0, rss1, pct, warm, unit, warm * 100 / total))
+  print("  samples " .. table.concat(samples, " ") .. " KiB")
   print(("  lua     heap %.0f KiB -> %.0f KiB (collectgarbage \"count\", same moments; part of RSS)")
     :format(heap0, heap1))
   print(("  fds     before %d (after the warm-up), after %d"):format(fds0, fds1))
