@@ -421,20 +421,6 @@ static int process_kill(lua_State* L) {
   return 1;
 }
 
-/* process:kill_group(sig) -> true | false (no group of its own, or
-** exited) | nil, msg, code */
-static int process_kill_group(lua_State* L) {
-  brood_process_t* p = peek_process(L);
-  int sig = brood__signum(L, 2);
-  if (p == NULL || !p->leads_group || process_exited(p)) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  if (kill(-p->pid, sig) != 0) return brood__push_error(L, -errno);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* process:kill_tree(sig) -> true | false (exited) | nil, msg, code: its
 ** process group where it leads one, else it and every descendant, the
 ** tree frozen first so that none escapes. */
@@ -467,7 +453,6 @@ static int process_pid(lua_State* L) {
 void brood__process_open(lua_State* L) {
   static const luaL_Reg methods[] = {
     {"kill", process_kill},
-    {"kill_group", process_kill_group},
     {"kill_tree", process_kill_tree},
     {"pid", process_pid},
     {NULL, NULL}

@@ -512,7 +512,6 @@ function M.spawn_child(fname, n, file, args, opts, before_launch)
   M.live, M.held, child._admitted = M.live + 1, M.held + 1, true
   child.spawnfile, child.spawnargs = policy.spawnfile, policy.spawnargs
   child._kill_signal, child._kill_grace = policy.kill_signal, policy.kill_grace
-  child._leads_group = spec.detached or spec.group
   child._proc, child.pid = proc, pid
   child:_take_streams(policy.stdio)
   local handles, err, code = M.open_ends(default_loop, parent,

@@ -150,7 +150,6 @@ function Proc:kill(num)
   end
   return true
 end
-Proc.kill_group = Proc.kill
 Proc.kill_tree = Proc.kill
 function Proc:ref() end
 function Proc:unref() end
@@ -283,7 +282,6 @@ function Fake:_spawn(fname, n, file, args, opts, before_launch)
   self.live = self.live + 1
   child.spawnfile, child.spawnargs = policy.spawnfile, policy.spawnargs
   child._kill_signal, child._kill_grace = policy.kill_signal, policy.kill_grace
-  child._leads_group = true  -- kill_tree goes to the fake, never to /proc
   child._proc, child.pid = proc, self.next_pid
   call.pid, call.child = child.pid, child
   -- the streams: fds 0-2 that are pipes; stderr into stdout when merged
