@@ -118,8 +118,17 @@ describe("argument errors (issue 9: one checker)", function()
   -- caller's line is on the stack), and gives the message it must raise.
   local function cases()
     local child = assert(brood.spawn("true", {}, {stdio = "ignore"}))
+    local forked = H.fork_ready(H.fixtures .. "/ipc_echo.lua")
+    local piped = assert(brood.spawn("true"))
     local srv = brood.net.create_server()
     local list = {
+      {function() local r = forked:send(print) return r end,
+       "bad argument #1 to 'send' (cannot encode a function)"},
+      {function() local r = forked:send({f = print}, function() end)
+                  return r end,
+       "bad argument #1 to 'send' (cannot encode a function)"},
+      {function() local r = piped.stdout:pipe(piped.stdout) return r end,
+       "bad argument #1 to 'pipe' (writable stream expected)"},
       {function() local r = brood.exec("ls", {env = {[1] = "x"}}) return r end,
        "bad argument #2 to 'exec' (invalid environment variable name '1')"},
       {function() local r = brood.exec_sync("ls", {env = {[1] = "x"}})
@@ -156,7 +165,11 @@ describe("argument errors (issue 9: one checker)", function()
       {function() local r = srv:close(5) return r end,
        "bad argument #1 to 'close' (function expected, got number)"},
     }
-    return list, function() child:wait() end
+    return list, function()
+      child:wait()
+      piped:wait()
+      assert.are.equal(0, H.finish(forked))
+    end
   end
 
   it("name the function called and the caller's line", function()

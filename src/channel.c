@@ -337,8 +337,9 @@ static int push_out_cb(brood_channel_t* ch, lua_State* L, int idx) {
 }
 
 /* [-0, +0|3] Encode the value at stack index 2 as a frame of `kind` at
-** the end of `out`. Returns 0, or the values pushed (nil, msg, EMSGSIZE)
-** with `out` as it was; raises when the value cannot be encoded. */
+** the end of `out`. Returns 0, or the values pushed with `out` as it was:
+** nil, msg, EMSGSIZE; or nil, why, ERR_CANNOT_ENCODE for a value the
+** codec cannot carry (the Lua side raises that at the script's line). */
 static int frame_encode(lua_State* L, brood_channel_t* ch, int kind) {
   brood_buf_t* out = &ch->out;
   size_t start = out->len;
@@ -350,7 +351,11 @@ static int frame_encode(lua_State* L, brood_channel_t* ch, int kind) {
   const char* err = brood__encode_segs(L, 2, out, &ch->segs);
   if (err != NULL) {
     out->len = start;
-    return luaL_argerror(L, 2, err);  /* "bad argument #1 to 'send'" */
+    brood__segs_truncate(L, &ch->segs, seg0);
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    lua_pushliteral(L, "ERR_CANNOT_ENCODE");
+    return 3;
   }
   size_t body = out->len - start - FRAME_HEADER + ch->segs.bytes - seg_bytes;
   if (body > ch->max_message) {

@@ -207,6 +207,7 @@ function Channel:send(msg, handle, opts, cb)
   if handle == nil and opts == nil and cb == nil and self.connected then
     local queued, full, code = self._ch:send(msg)  -- the common case
     if queued ~= nil then return not full end
+    if code == "ERR_CANNOT_ENCODE" then check.fail("send", 1, full) end
     return report(self, Error.new({message = full, code = code}))
   end
   if cb == nil and opts == nil and type(handle) == "function" then
@@ -231,6 +232,7 @@ function Channel:send(msg, handle, opts, cb)
                                            sent_callback(handle, kind, opts,
                                                          cb))
   if queued == nil then  -- not queued: the callback was not taken
+    if code == "ERR_CANNOT_ENCODE" then check.fail("send", 1, full) end
     return report(self, Error.new({message = full, code = code}), cb)
   end
   return not full
@@ -300,6 +302,7 @@ function M.extend(class)
       -- the common case, inline: child:send is the hot path of IPC
       local queued, full, code = channel._ch:send(msg)
       if queued ~= nil then return not full end
+      if code == "ERR_CANNOT_ENCODE" then check.fail("send", 1, full) end
       return report(channel, Error.new({message = full, code = code}))
     end
     return channel:send(msg, handle, opts, cb)

@@ -339,7 +339,8 @@ end
 --- Send everything to `dest` (a writable), respecting its backpressure;
 -- closes dest at EOF unless opts.close == false. Returns dest.
 function Stream:pipe(dest, opts)
-  if type(dest) ~= "table" or type(dest.write) ~= "function" then
+  if type(dest) ~= "table" or type(dest.write) ~= "function" or
+     dest.writable == false then  -- (a brood stream's read side)
     check.fail("pipe", 1, "writable stream expected")
   end
   self:on("data", function(chunk)
