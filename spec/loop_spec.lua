@@ -193,6 +193,21 @@ describe("brood.go and task:wait", function()
     assert.is_true(t.done)
   end)
 
+  it("a task waiting for itself raises at once (it could never finish)",
+     function()
+    local err
+    local t
+    t = brood.go(function()
+      brood.sleep(1)
+      local ok, e = pcall(function() local r = t:wait() return r end)
+      err = not ok and e or "no error"
+      return "went on"
+    end)
+    assert.equal("went on", t:wait())
+    assert.matches("loop_spec%.lua:%d+: brood: a task cannot wait for " ..
+                   "itself$", err)
+  end)
+
   it("returns every result, nils included", function()
     local t = brood.go(function()
       brood.sleep(1)
@@ -370,12 +385,18 @@ describe("waiting", function()
   end)
 
   it("raises at the top level when the wait can never finish", function()
-    local t
-    t = brood.go(function()
+    local a, b  -- each waits for the other
+    a = brood.go(function()
       brood.sleep(1)
-      return t:wait()  -- waits for itself
+      local r = b:wait()
+      return r
     end)
-    local err = raises(function() t:wait() end)
+    b = brood.go(function()
+      brood.sleep(1)
+      local r = a:wait()
+      return r
+    end)
+    local err = raises(function() a:wait() end)
     assert.equal("brood: this wait can never finish: nothing referenced " ..
                  "keeps the loop alive", at_caller(err))
   end)

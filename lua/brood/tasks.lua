@@ -216,6 +216,9 @@ end
 function Task:wait(ms)
   if ms ~= nil then check.ms("wait", 1, ms) end
   M.must_wait()
+  if tasks[co_running()] == self then
+    check.raise("brood: a task cannot wait for itself")
+  end
   self._unhandled = nil
   if not self.done then
     local r = M.await_listed(self._waiters, ms)
