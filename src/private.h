@@ -228,8 +228,9 @@ void brood__system_open(lua_State* L);
 void brood__setup_process(void);
 /* From system.c: one process of the table under /proc. */
 typedef struct { int pid, ppid; char state; } brood_proc_t;
-/* Fill out with up to cap processes; *full set if more may exist.
-** Async-signal-safe (syscalls only, buffers on the stack). */
+/* Fill out with up to cap processes; *full set if more may exist; out
+** NULL: only count them (nothing read). Async-signal-safe (syscalls
+** only, buffers on the stack). */
 size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full);
 /* How many processes there are (entries of /proc, nothing read). */
 size_t brood__proc_count(void);

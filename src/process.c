@@ -432,7 +432,9 @@ static int process_kill_tree(lua_State* L) {
     return 1;
   }
   int err = 0;
-  if (p->leads_group) {
+  if (sig == 0) {  /* a probe: whether it is there, not its tree */
+    if (send_signal(p, 0) != 0) err = errno;
+  } else if (p->leads_group) {
     if (kill(-p->pid, sig) != 0) err = errno;
   } else {
     tree_room_t room;

@@ -159,6 +159,10 @@ size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full) {
       struct linux_dirent64* e = (struct linux_dirent64*)(buf + off);
       off += e->d_reclen;
       if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      if (out == NULL) {  /* counting only */
+        count++;
+        continue;
+      }
       if (count == cap) {
         *full = 1;
         close(dir);
@@ -172,22 +176,8 @@ size_t brood__proc_scan(brood_proc_t* out, size_t cap, int* full) {
 }
 
 size_t brood__proc_count(void) {
-  union { char bytes[4096]; uint64_t align; } u;
-  size_t count = 0;
-  int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return 0;
-  for (;;) {
-    long got = syscall(SYS_getdents64, dir, u.bytes, sizeof(u.bytes));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    for (long off = 0; off < got;) {
-      struct linux_dirent64* e = (struct linux_dirent64*)(u.bytes + off);
-      off += e->d_reclen;
-      if (e->d_name[0] >= '0' && e->d_name[0] <= '9') count++;
-    }
-  }
-  close(dir);
-  return count;
+  int full;
+  return brood__proc_scan(NULL, 0, &full);
 }
 
 char brood__proc_state(int pid) {

@@ -173,6 +173,13 @@ local function report(self, err, cb)
   return false
 end
 
+-- A send the core did not queue: a value the codec cannot carry is the
+-- script's mistake, raised at its line; anything else goes to report.
+local function not_sent(self, message, code, cb)
+  if code == "ERR_CANNOT_ENCODE" then check.fail("send", 1, message) end
+  return report(self, Error.new({message = message, code = code}), cb)
+end
+
 -- The frame kind and core handle of something given to send(): a
 -- brood.net server, or a stream (TCP socket, unix socket or pipe).
 local function handle_kind(self, handle)
@@ -207,8 +214,7 @@ function Channel:send(msg, handle, opts, cb)
   if handle == nil and opts == nil and cb == nil and self.connected then
     local queued, full, code = self._ch:send(msg)  -- the common case
     if queued ~= nil then return not full end
-    if code == "ERR_CANNOT_ENCODE" then check.fail("send", 1, full) end
-    return report(self, Error.new({message = full, code = code}))
+    return not_sent(self, full, code)
   end
   if cb == nil and opts == nil and type(handle) == "function" then
     handle, cb = nil, handle
@@ -232,8 +238,7 @@ function Channel:send(msg, handle, opts, cb)
                                            sent_callback(handle, kind, opts,
                                                          cb))
   if queued == nil then  -- not queued: the callback was not taken
-    if code == "ERR_CANNOT_ENCODE" then check.fail("send", 1, full) end
-    return report(self, Error.new({message = full, code = code}), cb)
+    return not_sent(self, full, code, cb)
   end
   return not full
 end
@@ -302,8 +307,7 @@ function M.extend(class)
       -- the common case, inline: child:send is the hot path of IPC
       local queued, full, code = channel._ch:send(msg)
       if queued ~= nil then return not full end
-      if code == "ERR_CANNOT_ENCODE" then check.fail("send", 1, full) end
-      return report(channel, Error.new({message = full, code = code}))
+      return not_sent(channel, full, code)
     end
     return channel:send(msg, handle, opts, cb)
   end

@@ -358,7 +358,6 @@ function M.exit_status(code, signum, maxrss_kb, utime, stime, duration)
   }
 end
 
-
 -- brood.net handles over a child's channel. brood.net loads on the
 -- first handle received: a script that never passes one does not pay
 -- for it.

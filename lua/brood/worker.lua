@@ -66,10 +66,8 @@ local function answerer(fn, parent)
                             tostring(e))}
     end
     local failed = {id, false, result}
-    if result.value ~= nil and not pcall(send, parent, failed) then
+    if result.value == nil or not pcall(send, parent, failed) then
       result.value = nil  -- the codec cannot carry the error object
-      send(parent, failed)
-    elseif result.value == nil then
       send(parent, failed)
     end
   end
